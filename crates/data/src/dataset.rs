@@ -1,0 +1,397 @@
+//! Samples on the host: a compact feature matrix, the targets, and the splits training uses.
+//!
+//! Images stay bytes until a batch is gathered (MNIST's 60 000 × 784 pixels are 47 MB as `u8`,
+//! 376 MB as `f64`); CSV features are kept as `f64` so that f64 training sees exactly the numbers
+//! in the file.
+
+use crate::DataError;
+
+/// Row-major feature matrix of a dataset, stored compactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Features {
+    rows: usize,
+    cols: usize,
+    storage: Storage,
+}
+
+/// How the values of a [`Features`] are held.
+#[derive(Debug, Clone, PartialEq)]
+enum Storage {
+    /// Bytes, mapped to `byte * scale + offset` when gathered.
+    U8 {
+        data: Vec<u8>,
+        scale: f64,
+        offset: f64,
+    },
+    /// The values themselves.
+    F64(Vec<f64>),
+}
+
+impl Features {
+    /// Features stored as bytes, each standing for `byte * scale + offset`.
+    ///
+    /// Fails when `data` does not hold `rows * cols` values.
+    pub fn from_u8(
+        rows: usize,
+        cols: usize,
+        data: Vec<u8>,
+        scale: f64,
+        offset: f64,
+    ) -> Result<Self, DataError> {
+        check_len("u8 feature matrix", rows, cols, data.len())?;
+        Ok(Self {
+            rows,
+            cols,
+            storage: Storage::U8 {
+                data,
+                scale,
+                offset,
+            },
+        })
+    }
+
+    /// Features stored as `f64`, exactly as given.
+    ///
+    /// Fails when `data` does not hold `rows * cols` values.
+    pub fn from_f64(rows: usize, cols: usize, data: Vec<f64>) -> Result<Self, DataError> {
+        check_len("f64 feature matrix", rows, cols, data.len())?;
+        Ok(Self {
+            rows,
+            cols,
+            storage: Storage::F64(data),
+        })
+    }
+
+    /// Number of samples.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of values per sample.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Gathers the given rows, in order, as one row-major buffer of `rows.len() * cols` values.
+    ///
+    /// # Panics
+    /// If a row index is out of range (indices come from [`crate::epoch_order`], not from users).
+    pub fn gather_f32(&self, rows: &[usize]) -> Vec<f32> {
+        match &self.storage {
+            Storage::U8 {
+                data,
+                scale,
+                offset,
+            } => {
+                let table = byte_table(*scale, *offset).map(|v| v as f32);
+                self.gather_with(rows, data, |b| table[usize::from(b)])
+            }
+            Storage::F64(data) => self.gather_with(rows, data, |v| v as f32),
+        }
+    }
+
+    /// Gathers the given rows, in order, as one row-major buffer of `rows.len() * cols` values.
+    ///
+    /// # Panics
+    /// If a row index is out of range (indices come from [`crate::epoch_order`], not from users).
+    pub fn gather_f64(&self, rows: &[usize]) -> Vec<f64> {
+        match &self.storage {
+            Storage::U8 {
+                data,
+                scale,
+                offset,
+            } => {
+                let table = byte_table(*scale, *offset);
+                self.gather_with(rows, data, |b| table[usize::from(b)])
+            }
+            Storage::F64(data) => self.gather_with(rows, data, |v| v),
+        }
+    }
+
+    /// A copy holding only the given rows, in the given order, stored as this one is.
+    ///
+    /// # Panics
+    /// If a row index is out of range.
+    pub fn select(&self, rows: &[usize]) -> Features {
+        let storage = match &self.storage {
+            Storage::U8 {
+                data,
+                scale,
+                offset,
+            } => Storage::U8 {
+                data: self.gather_with(rows, data, |b| b),
+                scale: *scale,
+                offset: *offset,
+            },
+            Storage::F64(data) => Storage::F64(self.gather_with(rows, data, |v| v)),
+        };
+        Features {
+            rows: rows.len(),
+            cols: self.cols,
+            storage,
+        }
+    }
+
+    fn gather_with<S: Copy, T>(&self, rows: &[usize], data: &[S], map: impl Fn(S) -> T) -> Vec<T> {
+        let mut out = Vec::with_capacity(rows.len() * self.cols);
+        for &r in rows {
+            let start = r * self.cols;
+            out.extend(data[start..start + self.cols].iter().map(|&v| map(v)));
+        }
+        out
+    }
+}
+
+/// The value of each byte under `byte * scale + offset`.
+///
+/// When `scale` is the reciprocal of a whole number `d` (MNIST's 1/255), the value is computed as
+/// `byte / d`, which is correctly rounded, so it equals what PyTorch's `x / 255` gives in f64 and
+/// in f32; `byte * (1/255)` can be one ulp off.
+fn byte_table(scale: f64, offset: f64) -> [f64; 256] {
+    let d = 1.0 / scale;
+    let reciprocal_of_whole = d.is_finite() && d.fract() == 0.0 && 1.0 / d == scale;
+    std::array::from_fn(|b| {
+        let b = b as f64;
+        let v = if reciprocal_of_whole {
+            b / d
+        } else {
+            b * scale
+        };
+        v + offset
+    })
+}
+
+fn check_len(what: &str, rows: usize, cols: usize, found: usize) -> Result<(), DataError> {
+    let mismatch = |expected| DataError::ShapeMismatch {
+        what: format!("{what} of {rows}×{cols}"),
+        expected,
+        found,
+    };
+    match rows.checked_mul(cols) {
+        Some(expected) if expected == found => Ok(()),
+        Some(expected) => Err(mismatch(expected)),
+        None => Err(mismatch(usize::MAX)),
+    }
+}
+
+/// What a dataset predicts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets {
+    /// A class per sample, each in `0..num_classes`.
+    Classes {
+        /// One label per sample.
+        labels: Vec<u32>,
+        /// Number of classes (the model's outputs).
+        num_classes: usize,
+    },
+    /// Regression targets, one row per sample.
+    Values(Features),
+    /// Autoencoder: the target is the input itself.
+    Reconstruction,
+}
+
+impl Targets {
+    /// A copy holding only the targets of the given rows, in the given order.
+    ///
+    /// # Panics
+    /// If a row index is out of range.
+    pub fn select(&self, rows: &[usize]) -> Targets {
+        match self {
+            Targets::Classes {
+                labels,
+                num_classes,
+            } => Targets::Classes {
+                labels: rows.iter().map(|&r| labels[r]).collect(),
+                num_classes: *num_classes,
+            },
+            Targets::Values(values) => Targets::Values(values.select(rows)),
+            Targets::Reconstruction => Targets::Reconstruction,
+        }
+    }
+
+    /// Number of samples these targets are for; `None` for [`Targets::Reconstruction`], which
+    /// has as many as the inputs.
+    pub fn num_samples(&self) -> Option<usize> {
+        match self {
+            Targets::Classes { labels, .. } => Some(labels.len()),
+            Targets::Values(values) => Some(values.rows()),
+            Targets::Reconstruction => None,
+        }
+    }
+}
+
+/// One set of samples (train, validation or test).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// The inputs, one row per sample.
+    pub features: Features,
+    /// What the model should predict for each row.
+    pub targets: Targets,
+}
+
+impl Dataset {
+    /// Pairs features with targets, checking that they are for the same number of samples and
+    /// that every class label is below the number of classes.
+    pub fn new(features: Features, targets: Targets) -> Result<Self, DataError> {
+        if let Some(n) = targets.num_samples()
+            && n != features.rows()
+        {
+            return Err(DataError::ShapeMismatch {
+                what: "targets (one per feature row)".into(),
+                expected: features.rows(),
+                found: n,
+            });
+        }
+        if let Targets::Classes {
+            labels,
+            num_classes,
+        } = &targets
+            && let Some(&label) = labels.iter().find(|&&l| l as usize >= *num_classes)
+        {
+            return Err(DataError::LabelOutOfRange {
+                label,
+                num_classes: *num_classes,
+            });
+        }
+        Ok(Self { features, targets })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.features.rows()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy holding only the given rows, in the given order.
+    ///
+    /// # Panics
+    /// If a row index is out of range.
+    pub fn select(&self, rows: &[usize]) -> Dataset {
+        Dataset {
+            features: self.features.select(rows),
+            targets: self.targets.select(rows),
+        }
+    }
+
+    /// The same inputs with [`Targets::Reconstruction`] as targets (for an autoencoder).
+    pub fn into_reconstruction(self) -> Dataset {
+        Dataset {
+            features: self.features,
+            targets: Targets::Reconstruction,
+        }
+    }
+}
+
+/// The splits of a dataset as training uses them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Splits {
+    /// Samples the optimizer trains on.
+    pub train: Dataset,
+    /// Samples held out of training to monitor it, if any.
+    pub validation: Option<Dataset>,
+    /// The dataset's own test samples, if it has any.
+    pub test: Option<Dataset>,
+}
+
+impl Splits {
+    /// The same splits with [`Targets::Reconstruction`] as targets (for an autoencoder).
+    pub fn into_reconstruction(self) -> Splits {
+        Splits {
+            train: self.train.into_reconstruction(),
+            validation: self.validation.map(Dataset::into_reconstruction),
+            test: self.test.map(Dataset::into_reconstruction),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mnist_scaling_is_exactly_byte_over_255_in_f32_and_f64() {
+        let data: Vec<u8> = (0..=255).collect();
+        let f = Features::from_u8(256, 1, data, 1.0 / 255.0, 0.0).unwrap();
+        let rows: Vec<usize> = (0..256).collect();
+        let g64 = f.gather_f64(&rows);
+        let g32 = f.gather_f32(&rows);
+        for b in 0..256 {
+            assert_eq!(g64[b], b as f64 / 255.0);
+            assert_eq!(g32[b], b as f32 / 255.0);
+        }
+        assert_eq!(g64[255], 1.0);
+    }
+
+    #[test]
+    fn gather_returns_the_requested_rows_in_order() {
+        let f = Features::from_f64(3, 2, vec![0.0, 1.0, 10.0, 11.0, 20.0, 21.0]).unwrap();
+        assert_eq!(
+            f.gather_f64(&[2, 0, 2]),
+            vec![20.0, 21.0, 0.0, 1.0, 20.0, 21.0]
+        );
+        assert_eq!(f.gather_f32(&[1]), vec![10.0f32, 11.0]);
+        let b = Features::from_u8(2, 2, vec![0, 1, 2, 3], 2.0, -1.0).unwrap();
+        assert_eq!(b.gather_f64(&[1]), vec![3.0, 5.0]);
+    }
+
+    #[test]
+    fn select_keeps_storage_and_the_chosen_rows() {
+        let b = Features::from_u8(3, 1, vec![5, 6, 7], 1.0, 0.0).unwrap();
+        let s = b.select(&[2, 0]);
+        assert_eq!(s, Features::from_u8(2, 1, vec![7, 5], 1.0, 0.0).unwrap());
+        let d = Dataset::new(
+            b,
+            Targets::Classes {
+                labels: vec![0, 1, 2],
+                num_classes: 3,
+            },
+        )
+        .unwrap();
+        let s = d.select(&[1]);
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            s.targets,
+            Targets::Classes {
+                labels: vec![1],
+                num_classes: 3
+            }
+        );
+    }
+
+    #[test]
+    fn wrong_lengths_are_errors_not_panics() {
+        assert!(matches!(
+            Features::from_u8(2, 3, vec![0; 5], 1.0, 0.0),
+            Err(DataError::ShapeMismatch {
+                expected: 6,
+                found: 5,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Features::from_f64(usize::MAX, 2, vec![]),
+            Err(DataError::ShapeMismatch { .. })
+        ));
+        let f = Features::from_f64(2, 1, vec![0.0, 1.0]).unwrap();
+        let three = Targets::Classes {
+            labels: vec![0, 1, 2],
+            num_classes: 3,
+        };
+        assert!(Dataset::new(f.clone(), three).is_err());
+        let too_big = Targets::Classes {
+            labels: vec![0, 3],
+            num_classes: 3,
+        };
+        assert!(matches!(
+            Dataset::new(f, too_big),
+            Err(DataError::LabelOutOfRange {
+                label: 3,
+                num_classes: 3
+            })
+        ));
+    }
+}

@@ -1,0 +1,236 @@
+//! Downloads that either leave a verified file or nothing.
+//!
+//! The bytes go to `<file>.part` beside the destination while their MD5 is computed; only when
+//! it matches the published checksum is the `.part` renamed into place. Any failure (network,
+//! disk, checksum) deletes the `.part`, so nothing half-fetched can later pass for the dataset.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use md5::{Digest, Md5};
+
+use crate::DataError;
+
+/// Largest response accepted (the biggest file, Fashion-MNIST's train images, is 26 MB).
+const MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Downloads `dest` from the first of `urls` that yields bytes with MD5 `md5_hex`.
+///
+/// Each address is tried in turn; a failure (connection, HTTP status, checksum) moves on to the
+/// next. Shows a progress bar of bytes on stderr when `progress` is true.
+pub fn download_verified(
+    urls: &[String],
+    dest: &Path,
+    md5_hex: &str,
+    progress: bool,
+) -> Result<(), DataError> {
+    if let Some(dir) = dest.parent() {
+        fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let file = dest
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tried = Vec::new();
+    for url in urls {
+        match fetch_one(&agent, url, dest, md5_hex, progress) {
+            Ok(()) => return Ok(()),
+            Err(e) => tried.push(format!("  {url}: {e}")),
+        }
+    }
+    Err(DataError::Download { file, tried })
+}
+
+fn fetch_one(
+    agent: &ureq::Agent,
+    url: &str,
+    dest: &Path,
+    md5_hex: &str,
+    progress: bool,
+) -> Result<(), DataError> {
+    let response = agent.get(url).call().map_err(|e| DataError::Transfer {
+        dest: dest.to_owned(),
+        source: io::Error::other(e),
+    })?;
+    let body = response.into_body();
+    let len = body.content_length();
+    let reader = body.into_with_config().limit(MAX_BYTES).reader();
+    if !progress {
+        return fetch_verified(reader, dest, md5_hex);
+    }
+    let bar = match len {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_message(format!("downloading {url}"));
+    let result = fetch_verified(bar.wrap_read(reader), dest, md5_hex);
+    bar.finish_and_clear();
+    result
+}
+
+/// Writes everything `reader` yields to `<dest>.part`, checks its MD5 against `md5_hex`, then
+/// renames it to `dest`.
+///
+/// On any failure the `.part` is deleted and `dest` is left as it was. A read error is a
+/// [`DataError::Transfer`], a write error a [`DataError::Io`] and a wrong checksum a
+/// [`DataError::ChecksumMismatch`].
+pub fn fetch_verified(reader: impl Read, dest: &Path, md5_hex: &str) -> Result<(), DataError> {
+    let part = part_path(dest);
+    let guard = RemoveOnDrop(Some(part.clone()));
+    let file = File::create(&part).map_err(|e| DataError::io(&part, e))?;
+    let mut out = BufWriter::new(file);
+    let mut hasher = Md5::new();
+    let mut reader = reader;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(DataError::Transfer {
+                    dest: dest.to_owned(),
+                    source,
+                });
+            }
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|e| DataError::io(&part, e))?;
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| DataError::io(&part, e.into_error()))?;
+    file.sync_all().map_err(|e| DataError::io(&part, e))?;
+    drop(file);
+
+    let got = hex(&hasher.finalize());
+    if !got.eq_ignore_ascii_case(md5_hex) {
+        return Err(DataError::ChecksumMismatch {
+            file: format!("{} (downloaded)", dest.display()),
+            algorithm: "MD5",
+            expected: md5_hex.to_ascii_lowercase(),
+            got,
+        });
+    }
+    fs::rename(&part, dest).map_err(|e| DataError::io(dest, e))?;
+    guard.disarm();
+    Ok(())
+}
+
+/// `dir/name` → `dir/name.part`.
+fn part_path(dest: &Path) -> PathBuf {
+    let mut name = dest.as_os_str().to_owned();
+    name.push(".part");
+    PathBuf::from(name)
+}
+
+/// Lower-case hex of a digest.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deletes a file when dropped, unless disarmed: the `.part` goes away on every early return.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl RemoveOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            // Nothing more to do if this fails: the error being returned says what went wrong.
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELLO_MD5: &str = "5d41402abc4b2a76b9719d911017c592"; // md5("hello")
+
+    /// A reader that yields some bytes, then fails like a dropped connection.
+    struct Broken(usize);
+
+    impl Read for Broken {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0 == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "connection reset",
+                ));
+            }
+            let n = self.0.min(buf.len());
+            buf[..n].fill(b'x');
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn good_bytes_end_up_in_the_destination_and_no_part_remains() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("hello.gz");
+        fetch_verified(&b"hello"[..], &dest, HELLO_MD5).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"hello");
+        assert!(!part_path(&dest).exists());
+    }
+
+    #[test]
+    fn bad_bytes_leave_neither_the_file_nor_the_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("hello.gz");
+        let err = fetch_verified(&b"hellO"[..], &dest, HELLO_MD5).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::ChecksumMismatch {
+                    algorithm: "MD5",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("hello.gz"), "{err}");
+        assert!(!dest.exists());
+        assert!(!part_path(&dest).exists());
+    }
+
+    #[test]
+    fn a_broken_transfer_leaves_neither_the_file_nor_the_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("hello.gz");
+        let err = fetch_verified(Broken(100_000), &dest, HELLO_MD5).unwrap_err();
+        assert!(matches!(err, DataError::Transfer { .. }), "{err}");
+        assert!(!dest.exists());
+        assert!(!part_path(&dest).exists());
+    }
+
+    #[test]
+    fn a_failed_download_does_not_touch_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("hello.gz");
+        fs::write(&dest, b"old").unwrap();
+        assert!(fetch_verified(&b"nope"[..], &dest, HELLO_MD5).is_err());
+        assert_eq!(fs::read(&dest).unwrap(), b"old");
+    }
+}

@@ -1,0 +1,385 @@
+//! Fully connected models: `mlp`, `autoencoder` and `linear`.
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::{relu, sigmoid, tanh};
+use serde::{Deserialize, Serialize};
+
+use crate::{Init, InitScheme, Loss, Mode, Model, ModelError, ParamSpec, Reduction, Task};
+
+/// A hidden-layer nonlinearity (`model.activation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// max(0, x).
+    #[default]
+    Relu,
+    /// tanh(x).
+    Tanh,
+    /// 1 / (1 + e^−x).
+    Sigmoid,
+    /// x.
+    Identity,
+}
+
+impl Activation {
+    fn apply(self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::Relu => relu(x),
+            Self::Tanh => tanh(x),
+            Self::Sigmoid => sigmoid(x),
+            Self::Identity => x,
+        }
+    }
+}
+
+fn default_std() -> f64 {
+    0.05
+}
+fn default_bias() -> f64 {
+    0.2
+}
+fn default_true() -> bool {
+    true
+}
+
+/// `kind = "mlp"`: inputs → hidden layers → outputs (logits for classification).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpConfig {
+    /// Hidden layer widths. Default: LossGrad's MNIST net, 784-500-300-100-10 (573,910 params).
+    #[serde(default = "MlpConfig::default_hidden")]
+    pub hidden: Vec<usize>,
+    /// Hidden nonlinearity.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Initialisation scheme.
+    #[serde(default)]
+    pub init: InitScheme,
+    /// Weight std for `init = "normal"`.
+    #[serde(default = "default_std")]
+    pub init_std: f64,
+    /// Bias value for `init = "normal"`.
+    #[serde(default = "default_bias")]
+    pub init_bias: f64,
+    /// Reduction of a squared-error loss (regression, reconstruction).
+    #[serde(default)]
+    pub loss_reduction: Reduction,
+}
+
+impl MlpConfig {
+    fn default_hidden() -> Vec<usize> {
+        vec![500, 300, 100]
+    }
+
+    pub(crate) fn build(&self, inputs: usize, task: Task) -> Result<Mlp, ModelError> {
+        Mlp::new(MlpShape {
+            inputs,
+            hidden: &self.hidden,
+            task,
+            activation: self.activation,
+            output_activation: Activation::Identity,
+            bias: true,
+            init: (self.init, self.init_std, self.init_bias),
+            reduction: self.loss_reduction,
+        })
+    }
+}
+
+/// `kind = "autoencoder"`: inputs → hidden → inputs with a sigmoid output and squared error.
+/// Default: LossGrad's Fashion-MNIST net 784-200-100-50-100-200-784 (365,034 params).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoencoderConfig {
+    /// Hidden layer widths, encoder and decoder.
+    #[serde(default = "AutoencoderConfig::default_hidden")]
+    pub hidden: Vec<usize>,
+    /// Hidden nonlinearity.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Initialisation scheme.
+    #[serde(default)]
+    pub init: InitScheme,
+    /// Weight std for `init = "normal"`.
+    #[serde(default = "default_std")]
+    pub init_std: f64,
+    /// Bias value for `init = "normal"`.
+    #[serde(default = "default_bias")]
+    pub init_bias: f64,
+    /// Reduction of the squared error (default mean, as the paper's MSE).
+    #[serde(default)]
+    pub loss_reduction: Reduction,
+}
+
+impl AutoencoderConfig {
+    fn default_hidden() -> Vec<usize> {
+        vec![200, 100, 50, 100, 200]
+    }
+
+    pub(crate) fn build(&self, inputs: usize, _task: Task) -> Result<Mlp, ModelError> {
+        Mlp::new(MlpShape {
+            inputs,
+            hidden: &self.hidden,
+            task: Task::Reconstruction,
+            activation: self.activation,
+            output_activation: Activation::Sigmoid,
+            bias: true,
+            init: (self.init, self.init_std, self.init_bias),
+            reduction: self.loss_reduction,
+        })
+    }
+}
+
+/// `kind = "linear"`: one dense layer, inputs → outputs (1 for regression, K for classification).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearConfig {
+    /// Whether the layer has a bias.
+    #[serde(default = "default_true")]
+    pub bias: bool,
+    /// Initialisation scheme (`"zeros"` sets every parameter to 0).
+    #[serde(default)]
+    pub init: InitScheme,
+    /// Weight std for `init = "normal"`.
+    #[serde(default = "default_std")]
+    pub init_std: f64,
+    /// Bias value for `init = "normal"`.
+    #[serde(default = "default_bias")]
+    pub init_bias: f64,
+    /// `"mean"` (as PyTorch's `MSELoss`) or `"sum"` (summed over all elements).
+    #[serde(default)]
+    pub loss_reduction: Reduction,
+}
+
+impl LinearConfig {
+    pub(crate) fn build(&self, inputs: usize, task: Task) -> Result<Mlp, ModelError> {
+        Mlp::new(MlpShape {
+            inputs,
+            hidden: &[],
+            task,
+            activation: Activation::Identity,
+            output_activation: Activation::Identity,
+            bias: self.bias,
+            init: (self.init, self.init_std, self.init_bias),
+            reduction: self.loss_reduction,
+        })
+    }
+}
+
+struct MlpShape<'a> {
+    inputs: usize,
+    hidden: &'a [usize],
+    task: Task,
+    activation: Activation,
+    output_activation: Activation,
+    bias: bool,
+    init: (InitScheme, f64, f64),
+    reduction: Reduction,
+}
+
+/// A stack of dense layers `x·W + b`; weights are stored `[in, out]`.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    /// (fan_in, fan_out) of each layer.
+    layers: Vec<(usize, usize)>,
+    bias: bool,
+    activation: Activation,
+    output_activation: Activation,
+    loss: Loss,
+    specs: Vec<ParamSpec>,
+}
+
+impl Mlp {
+    fn new(shape: MlpShape<'_>) -> Result<Self, ModelError> {
+        if shape.hidden.contains(&0) {
+            return Err(ModelError::Invalid(
+                "model.hidden: layer widths must be positive".into(),
+            ));
+        }
+        let (outputs, loss) = match shape.task {
+            Task::Classification { classes } => (classes, Loss::CrossEntropy),
+            Task::Regression { outputs } => (outputs, Loss::SquaredError(shape.reduction)),
+            Task::Reconstruction => (shape.inputs, Loss::SquaredError(shape.reduction)),
+        };
+        let (scheme, std, bias_value) = shape.init;
+        if scheme == InitScheme::Normal && !(std.is_finite() && std >= 0.0) {
+            return Err(ModelError::Invalid(format!(
+                "model.init_std: must be ≥ 0, got {std}"
+            )));
+        }
+        let widths: Vec<usize> = std::iter::once(shape.inputs)
+            .chain(shape.hidden.iter().copied())
+            .chain([outputs])
+            .collect();
+        let layers: Vec<(usize, usize)> = widths.windows(2).map(|w| (w[0], w[1])).collect();
+        let mut specs = Vec::new();
+        for (i, &(fan_in, fan_out)) in layers.iter().enumerate() {
+            let (w_init, b_init) = match scheme {
+                InitScheme::Default => {
+                    let bound = 1.0 / (fan_in as f64).sqrt();
+                    (Init::Uniform { bound }, Init::Uniform { bound })
+                }
+                InitScheme::Normal => (Init::Normal { std }, Init::Constant(bias_value)),
+                InitScheme::Xavier => {
+                    let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
+                    (Init::Uniform { bound }, Init::Constant(0.0))
+                }
+                InitScheme::Zeros => (Init::Constant(0.0), Init::Constant(0.0)),
+            };
+            specs.push(ParamSpec {
+                name: format!("layers.{i}.weight"),
+                shape: vec![fan_in, fan_out],
+                init: w_init,
+            });
+            if shape.bias {
+                specs.push(ParamSpec {
+                    name: format!("layers.{i}.bias"),
+                    shape: vec![fan_out],
+                    init: b_init,
+                });
+            }
+        }
+        Ok(Self {
+            layers,
+            bias: shape.bias,
+            activation: shape.activation,
+            output_activation: shape.output_activation,
+            loss,
+            specs,
+        })
+    }
+}
+
+impl Model for Mlp {
+    fn param_specs(&self) -> &[ParamSpec] {
+        &self.specs
+    }
+
+    fn forward(&self, params: &[Tensor<1>], input: Tensor<2>, _mode: Mode) -> Tensor<2> {
+        assert_eq!(
+            params.len(),
+            self.specs.len(),
+            "parameter list does not fit the model"
+        );
+        let per_layer = if self.bias { 2 } else { 1 };
+        let last = self.layers.len() - 1;
+        let mut x = input;
+        for (i, &(fan_in, fan_out)) in self.layers.iter().enumerate() {
+            let w = params[i * per_layer].clone().reshape([fan_in, fan_out]);
+            x = x.matmul(w);
+            if self.bias {
+                x = x.add(params[i * per_layer + 1].clone().reshape([1, fan_out]));
+            }
+            x = if i == last {
+                self.output_activation.apply(x)
+            } else {
+                self.activation.apply(x)
+            };
+        }
+        x
+    }
+
+    fn loss(&self) -> Loss {
+        self.loss
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_device;
+    use crate::{ModelConfig, init_params};
+    use burn::tensor::{DType, TensorData};
+
+    fn parse(text: &str) -> ModelConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn lossgrad_mnist_mlp_has_573910_parameters() {
+        let m = parse("kind = \"mlp\"")
+            .build(784, Task::Classification { classes: 10 })
+            .unwrap();
+        assert_eq!(m.num_params(), 573_910);
+    }
+
+    #[test]
+    fn lossgrad_fashion_autoencoder_has_365034_parameters() {
+        let m = parse("kind = \"autoencoder\"")
+            .build(784, Task::Reconstruction)
+            .unwrap();
+        assert_eq!(m.num_params(), 365_034);
+    }
+
+    #[test]
+    fn other_paper_mlps_have_their_published_counts() {
+        let l4 = parse("kind = \"mlp\"\nhidden = [300, 100]");
+        assert_eq!(
+            l4.build(784, Task::Classification { classes: 10 })
+                .unwrap()
+                .num_params(),
+            266_610
+        );
+        let tlr = parse("kind = \"mlp\"\nhidden = [1000]");
+        assert_eq!(
+            tlr.build(784, Task::Classification { classes: 10 })
+                .unwrap()
+                .num_params(),
+            795_010
+        );
+    }
+
+    #[test]
+    fn linear_model_counts_and_bias_switch() {
+        let with = parse("kind = \"linear\"")
+            .build(13, Task::Regression { outputs: 1 })
+            .unwrap();
+        assert_eq!(with.num_params(), 14);
+        let without = parse("kind = \"linear\"\nbias = false")
+            .build(784, Task::Classification { classes: 10 })
+            .unwrap();
+        assert_eq!(without.num_params(), 7_840);
+    }
+
+    #[test]
+    fn linear_forward_is_x_w_plus_b() {
+        let d = test_device();
+        let m = parse("kind = \"linear\"")
+            .build(2, Task::Regression { outputs: 1 })
+            .unwrap();
+        let w = Tensor::from_data(TensorData::new(vec![2.0, -1.0], [2]), (&d, DType::F64));
+        let b = Tensor::from_data(TensorData::new(vec![0.5], [1]), (&d, DType::F64));
+        let x = Tensor::from_data(
+            TensorData::new(vec![1.0, 1.0, 3.0, 2.0], [2, 2]),
+            (&d, DType::F64),
+        );
+        let y = m
+            .forward(&[w, b], x, Mode::Eval)
+            .into_data()
+            .try_into_vec_as::<f64>()
+            .unwrap();
+        assert_eq!(y, vec![1.5, 4.5]);
+    }
+
+    #[test]
+    fn zeros_init_zeroes_every_parameter() {
+        let m = parse("kind = \"linear\"\ninit = \"zeros\"")
+            .build(3, Task::Classification { classes: 4 })
+            .unwrap();
+        let params = init_params(m.param_specs(), 0, &test_device(), DType::F64);
+        for p in params {
+            assert!(
+                p.into_data()
+                    .try_into_vec_as::<f64>()
+                    .unwrap()
+                    .iter()
+                    .all(|x| *x == 0.0)
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_model_keys_are_rejected() {
+        let err = toml::from_str::<ModelConfig>("kind = \"mlp\"\nwidth = 3").unwrap_err();
+        assert!(err.to_string().contains("width"), "{err}");
+    }
+}

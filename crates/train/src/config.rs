@@ -1,0 +1,368 @@
+//! The experiment config: plain structs that mirror the TOML one-to-one, `--set` overrides, and
+//! the errors that name the offending key or file.
+//!
+//! Loading is two-stage (as ripgrep's flags): [`load`] parses text into [`Config`], rejecting
+//! unknown keys and wrong types with the key's dotted path; the trainer then validates values and
+//! builds real objects (data, model, optimizer), again naming the key on error.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use steplab_models::ModelConfig;
+use steplab_optim::OptimizerConfig;
+
+/// A problem with the command line or the config: exit status 2, message names the key or file.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    /// An error about `key`.
+    pub fn key(key: &str, message: impl std::fmt::Display) -> Self {
+        Self(format!("{key}: {message}"))
+    }
+}
+
+/// One experiment, as written in its TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where and how the run happens.
+    #[serde(default)]
+    pub run: RunConfig,
+    /// The dataset and how it is batched.
+    pub data: DataConfig,
+    /// The model of the zoo.
+    pub model: ModelConfig,
+    /// The optimizer and its settings.
+    pub optimizer: OptimizerConfig,
+    /// Length of training.
+    #[serde(default)]
+    pub training: TrainingConfig,
+}
+
+/// `[run]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Run name; the run directory is `out_dir/name`. Default: the config file's stem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Seeds initialisation, shuffling and the validation split.
+    #[serde(default)]
+    pub seed: u64,
+    /// Root of the run directories.
+    #[serde(default = "RunConfig::default_out_dir")]
+    pub out_dir: PathBuf,
+    /// Compute backend.
+    #[serde(default)]
+    pub backend: BackendKind,
+    /// Floating-point precision of weights and activations.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+impl RunConfig {
+    fn default_out_dir() -> PathBuf {
+        PathBuf::from("results")
+    }
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            seed: 0,
+            out_dir: Self::default_out_dir(),
+            backend: BackendKind::default(),
+            precision: Precision::default(),
+        }
+    }
+}
+
+/// `run.backend`: which Burn backend computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// burn-ndarray on the CPU.
+    Ndarray,
+    /// burn-flex on the CPU (pure Rust, im2col + gemm convolutions).
+    Flex,
+    /// wgpu on the GPU (needs the `wgpu` cargo feature).
+    Wgpu,
+}
+
+impl Default for BackendKind {
+    /// The faster CPU backend on the benchmark of the README.
+    fn default() -> Self {
+        crate::backend::DEFAULT_CPU
+    }
+}
+
+/// `run.precision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// 32-bit floats.
+    #[default]
+    F32,
+    /// 64-bit floats (CPU backends).
+    F64,
+}
+
+/// `data.dataset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetKind {
+    /// MNIST digits, 60k/10k, 28×28 scaled to [0, 1].
+    Mnist,
+    /// Fashion-MNIST, 60k/10k, 28×28 scaled to [0, 1].
+    FashionMnist,
+    /// A CSV file with a header row (`path`, `target`, `task`).
+    Csv,
+}
+
+/// `data.task` for CSV data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CsvTaskKind {
+    /// Float target, squared-error loss.
+    Regression,
+    /// Integer class 0..K-1, softmax cross-entropy.
+    Classification,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Which dataset.
+    pub dataset: DatasetKind,
+    /// Where dataset files are found or downloaded to.
+    #[serde(default = "DataConfig::default_root")]
+    pub root: PathBuf,
+    /// Download missing files from the official URLs.
+    #[serde(default = "DataConfig::default_true")]
+    pub download: bool,
+    /// Training batch size; the number of rows gives full-batch training.
+    #[serde(default = "DataConfig::default_batch_size")]
+    pub batch_size: usize,
+    /// Reshuffle the training set every epoch (seeded by `run.seed` and the epoch).
+    #[serde(default = "DataConfig::default_true")]
+    pub shuffle: bool,
+    /// Fraction of the training set held out for validation (seeded), 0 for none.
+    #[serde(default)]
+    pub validation_fraction: f64,
+    /// Batch size of evaluation passes (no effect on results beyond rounding).
+    #[serde(default = "DataConfig::default_eval_batch_size")]
+    pub eval_batch_size: usize,
+    /// CSV only: the file (relative paths from the working directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// CSV only: the target column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// CSV only: regression or classification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<CsvTaskKind>,
+    /// CSV only: a second file used as the test set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_path: Option<PathBuf>,
+}
+
+impl DataConfig {
+    fn default_root() -> PathBuf {
+        PathBuf::from("datasets")
+    }
+    fn default_true() -> bool {
+        true
+    }
+    fn default_batch_size() -> usize {
+        100
+    }
+    fn default_eval_batch_size() -> usize {
+        1000
+    }
+}
+
+/// `[training]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Passes over the training set.
+    #[serde(default = "TrainingConfig::default_epochs")]
+    pub epochs: usize,
+    /// Stop after this many updates (for short runs and tests), if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u64>,
+    /// Evaluate on the test (and validation) set after each epoch.
+    #[serde(default = "TrainingConfig::default_true")]
+    pub evaluate: bool,
+}
+
+impl TrainingConfig {
+    fn default_epochs() -> usize {
+        1
+    }
+    fn default_true() -> bool {
+        true
+    }
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            epochs: Self::default_epochs(),
+            max_steps: None,
+            evaluate: true,
+        }
+    }
+}
+
+/// Reads `path`, applies `--set KEY=VALUE` overrides, and parses the result.
+pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{}: cannot read config: {e}", path.display())))?;
+    let mut config =
+        parse(&text, overrides).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))?;
+    if config.run.name.is_none() {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
+        config.run.name = Some(stem.to_string());
+    }
+    Ok(config)
+}
+
+/// Parses config text with overrides applied (the testable core of [`load`]).
+pub fn parse(text: &str, overrides: &[String]) -> Result<Config, ConfigError> {
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e| ConfigError(format!("malformed TOML: {e}")))?;
+    for item in overrides {
+        apply_override(&mut table, item)?;
+    }
+    let value = toml::Value::Table(table);
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ConfigError(inner.to_string())
+        } else {
+            ConfigError::key(&path, inner)
+        }
+    })
+}
+
+/// Applies one `KEY=VALUE` override: the value parses as TOML, or is taken as a string.
+fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
+    let (key, raw) = item
+        .split_once('=')
+        .ok_or_else(|| ConfigError(format!("--set {item}: expected KEY=VALUE")))?;
+    let key = key.trim();
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError(format!(
+            "--set {item}: `{key}` is not a dotted key path"
+        )));
+    }
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let (last, parents) = parts.split_last().expect("split yields at least one part");
+    let mut node = table;
+    for (i, part) in parents.iter().enumerate() {
+        let entry = node
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry.as_table_mut().ok_or_else(|| {
+            ConfigError(format!(
+                "--set {item}: `{}` is not a table",
+                parts[..=i].join(".")
+            ))
+        })?;
+    }
+    node.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// The resolved config as TOML text (all defaults and overrides applied).
+pub fn to_toml(config: &Config) -> String {
+    toml::to_string_pretty(config).expect("the config always serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[data]
+dataset = "csv"
+path = "x.csv"
+target = "y"
+task = "regression"
+[model]
+kind = "linear"
+[optimizer]
+kind = "lossgrad"
+"#;
+
+    #[test]
+    fn defaults_fill_every_optional_section() {
+        let c = parse(BASE, &[]).unwrap();
+        assert_eq!(c.training.epochs, 1);
+        assert_eq!(c.data.batch_size, 100);
+        assert_eq!(c.optimizer.lr(), 1e-4);
+        assert_eq!(c.run.precision, Precision::F32);
+    }
+
+    #[test]
+    fn set_overrides_parse_as_toml_or_strings() {
+        let sets = [
+            "optimizer.lr=0.5".to_string(),
+            "training.epochs=3".into(),
+            "run.precision=f64".into(),
+        ];
+        let c = parse(BASE, &sets).unwrap();
+        assert_eq!(c.optimizer.lr(), 0.5);
+        assert_eq!(c.training.epochs, 3);
+        assert_eq!(c.run.precision, Precision::F64);
+        let c = parse(BASE, &["optimizer.kind=\"sgd\"".to_string()]).unwrap();
+        assert_eq!(c.optimizer.kind(), "sgd");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_path() {
+        let err = parse(BASE, &["training.epoch=3".to_string()]).unwrap_err();
+        assert!(
+            err.0.contains("training") && err.0.contains("epoch"),
+            "{err}"
+        );
+        let err = parse(&format!("{BASE}\n[extra]\nx = 1"), &[]).unwrap_err();
+        assert!(err.0.contains("extra"), "{err}");
+        let err = parse(BASE, &["optimizer.momentum=0.9".to_string()]).unwrap_err();
+        assert!(
+            err.0.contains("optimizer") && err.0.contains("momentum"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let err = parse(BASE, &["training.epochs=\"many\"".to_string()]).unwrap_err();
+        assert!(err.0.contains("training.epochs"), "{err}");
+    }
+
+    #[test]
+    fn malformed_toml_is_reported() {
+        let err = parse("[data\n", &[]).unwrap_err();
+        assert!(err.0.contains("malformed TOML"), "{err}");
+    }
+
+    #[test]
+    fn resolved_config_round_trips() {
+        let c = parse(BASE, &["optimizer.c=1.1".to_string()]).unwrap();
+        let again = parse(&to_toml(&c), &[]).unwrap();
+        assert_eq!(c, again);
+    }
+}

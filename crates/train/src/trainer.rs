@@ -1,0 +1,325 @@
+//! The training loop: batch → forward → loss → backward → optimizer step → log.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::tensor::Tensor;
+use indicatif::{ProgressBar, ProgressStyle};
+use steplab_data::Dataset;
+use steplab_models::{Loss, Mode, Model, Reduction, init_params};
+use steplab_optim::{LossProbe, ParamList, StepInput, StepOutput};
+
+use crate::backend::{self, Compute};
+use crate::config::{self, Config, ConfigError};
+use crate::data::{self, Batch, make_batch};
+use crate::output::{Cell, CsvLog, RunStatus, write_status};
+
+/// Reads a one-element tensor back to the host as f64 (a sync point).
+fn scalar(t: Tensor<1>) -> f64 {
+    t.inner()
+        .into_data()
+        .try_into_vec_as::<f64>()
+        .expect("float tensor")[0]
+}
+
+/// Loss and gradient of `batch` at `params` (one forward and one backward pass), and the outputs.
+pub fn loss_and_grad(
+    model: &dyn Model,
+    params: &[Tensor<1>],
+    batch: &Batch,
+    mode: Mode,
+) -> (f64, ParamList, Tensor<2>) {
+    let tracked: ParamList = params
+        .iter()
+        .map(|p| p.clone().autodiff().require_grad())
+        .collect();
+    let outputs = model.forward(&tracked, batch.inputs.clone(), mode);
+    let loss = model.loss().compute(outputs.clone(), &batch.target);
+    let grads = loss.backward();
+    let grads = tracked
+        .iter()
+        .map(|p| {
+            p.grad(&grads)
+                .unwrap_or_else(|| p.clone().inner().zeros_like())
+        })
+        .collect();
+    (scalar(loss), grads, outputs.inner())
+}
+
+/// The optimizers' view of the current batch: forward passes at other weights.
+pub struct BatchProbe<'a> {
+    /// The model.
+    pub model: &'a dyn Model,
+    /// The step's batch.
+    pub batch: &'a Batch,
+}
+
+impl LossProbe for BatchProbe<'_> {
+    fn loss_at(&mut self, params: &[Tensor<1>]) -> f64 {
+        let outputs = self
+            .model
+            .forward(params, self.batch.inputs.clone(), Mode::Probe);
+        scalar(self.model.loss().compute(outputs, &self.batch.target))
+    }
+
+    fn loss_and_grad_at(&mut self, params: &[Tensor<1>]) -> (f64, ParamList) {
+        let (loss, grads, _) = loss_and_grad(self.model, params, self.batch, Mode::Probe);
+        (loss, grads)
+    }
+}
+
+/// Loss (as the model's loss defines it, over the whole set) and accuracy of a dataset.
+fn evaluate(
+    model: &dyn Model,
+    params: &[Tensor<1>],
+    set: &Dataset,
+    compute: &Compute,
+    batch_size: usize,
+) -> (f64, Option<f64>) {
+    let order: Vec<usize> = (0..set.len()).collect();
+    let mut total = 0.0;
+    let mut correct = 0usize;
+    let mut has_labels = false;
+    for rows in order.chunks(batch_size) {
+        let batch = make_batch(set, rows, compute);
+        let outputs = model.forward(params, batch.inputs.clone(), Mode::Eval);
+        let loss = scalar(model.loss().compute(outputs.clone(), &batch.target));
+        total += match model.loss() {
+            Loss::SquaredError(Reduction::Sum) => loss,
+            _ => loss * batch.len as f64,
+        };
+        if let Some(labels) = &batch.labels {
+            has_labels = true;
+            correct += data::count_correct(outputs, labels);
+        }
+    }
+    let loss = match model.loss() {
+        Loss::SquaredError(Reduction::Sum) => total,
+        _ => total / set.len() as f64,
+    };
+    (loss, has_labels.then(|| correct as f64 / set.len() as f64))
+}
+
+/// Running totals of one epoch's training batches.
+#[derive(Default)]
+struct EpochTotals {
+    loss: f64,
+    samples: usize,
+    correct: usize,
+    labelled: bool,
+}
+
+/// Runs the experiment of `config` into `run_dir`. Ctrl-C (`stop`) ends it after the current step.
+pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunStatus> {
+    let interactive = std::io::stderr().is_terminal();
+    let compute = backend::compute(config.run.backend, config.run.precision)?;
+    let epochs = config.training.epochs;
+    let batch_size = config.data.batch_size;
+    if epochs == 0 {
+        return Err(ConfigError::key("training.epochs", "must be at least 1").into());
+    }
+    if batch_size == 0 {
+        return Err(ConfigError::key("data.batch_size", "must be at least 1").into());
+    }
+    if config.data.eval_batch_size == 0 {
+        return Err(ConfigError::key("data.eval_batch_size", "must be at least 1").into());
+    }
+    let mut optimizer = config
+        .optimizer
+        .build()
+        .map_err(|e| ConfigError(e.to_string()))?;
+    let prepared = data::prepare(config, interactive)?;
+    let model = config
+        .model
+        .build(prepared.train.features.cols(), prepared.task)
+        .map_err(|e| ConfigError(e.to_string()))?;
+    let model = model.as_ref();
+
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
+    let config_path = run_dir.join("config.toml");
+    std::fs::write(&config_path, config::to_toml(config))
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let diagnostics = optimizer.diagnostic_names();
+    let mut header = vec!["step", "epoch", "loss", "lr"];
+    header.extend_from_slice(diagnostics);
+    let mut steps_csv = CsvLog::create(&run_dir.join("steps.csv"), &header)?;
+    let mut epochs_csv = CsvLog::create(
+        &run_dir.join("epochs.csv"),
+        &[
+            "epoch",
+            "train_loss",
+            "train_accuracy",
+            "validation_loss",
+            "validation_accuracy",
+            "test_loss",
+            "test_accuracy",
+            "lr",
+            "seconds",
+        ],
+    )?;
+    let _ = std::fs::remove_file(run_dir.join("status"));
+
+    let n = prepared.train.len();
+    let batches_per_epoch = n.div_ceil(batch_size);
+    eprintln!(
+        "{}: {} on {} samples ({} batches/epoch), {} parameters, {} with {} on {} ({:?})",
+        config.run.name.as_deref().unwrap_or("run"),
+        config.model.kind(),
+        n,
+        batches_per_epoch,
+        model.num_params(),
+        config.optimizer.kind(),
+        format_args!("lr {}", config.optimizer.lr()),
+        backend::name(config.run.backend),
+        config.run.precision,
+    );
+
+    let mut params = init_params(
+        model.param_specs(),
+        config.run.seed,
+        &compute.device,
+        compute.dtype,
+    );
+    let mut step: u64 = 0;
+    let mut last_lr = optimizer.current_lr();
+    for epoch in 1..=epochs {
+        let started = Instant::now();
+        optimizer.begin_epoch(epoch, batches_per_epoch);
+        let order =
+            steplab_data::epoch_order(n, config.data.shuffle, config.run.seed, epoch as u64);
+        let bar = interactive.then(|| epoch_bar(epoch, epochs, batches_per_epoch));
+        let mut totals = EpochTotals::default();
+        for rows in steplab_data::batches(&order, batch_size, false) {
+            let batch = make_batch(&prepared.train, rows, &compute);
+            // Forward + backward (the loss read-back is a sync point).
+            let (loss, grads, outputs) = loss_and_grad(model, &params, &batch, Mode::Train);
+            if !loss.is_finite() {
+                let status = RunStatus::Diverged { step: step + 1 };
+                finish(run_dir, &status, bar)?;
+                return Ok(status);
+            }
+            totals.loss += match model.loss() {
+                Loss::SquaredError(Reduction::Sum) => loss,
+                _ => loss * batch.len as f64,
+            };
+            totals.samples += batch.len;
+            if let Some(labels) = &batch.labels {
+                totals.labelled = true;
+                totals.correct += data::count_correct(outputs, labels);
+            }
+            let mut probe = BatchProbe {
+                model,
+                batch: &batch,
+            };
+            let StepOutput {
+                params: updated,
+                lr,
+                diagnostics,
+            } = optimizer.step(StepInput {
+                params,
+                loss,
+                grads,
+                probe: &mut probe,
+            });
+            params = updated;
+            step += 1;
+            last_lr = lr;
+            let mut cells = vec![
+                Cell::Int(step),
+                Cell::Int(epoch as u64),
+                Cell::Num(loss),
+                Cell::Num(lr),
+            ];
+            cells.extend(diagnostics.into_iter().map(Cell::Num));
+            steps_csv.row(&cells)?;
+            if let Some(bar) = &bar {
+                bar.inc(1);
+                bar.set_message(format!("loss {loss:.4} lr {lr:.3e}"));
+            }
+            if stop.load(Ordering::SeqCst) {
+                let status = RunStatus::Interrupted { step };
+                finish(run_dir, &status, bar)?;
+                return Ok(status);
+            }
+            if config.training.max_steps.is_some_and(|max| step >= max) {
+                break;
+            }
+        }
+        let train_loss = match model.loss() {
+            Loss::SquaredError(Reduction::Sum) => totals.loss,
+            _ => totals.loss / totals.samples.max(1) as f64,
+        };
+        let train_acc = totals
+            .labelled
+            .then(|| totals.correct as f64 / totals.samples.max(1) as f64);
+        let eval = |set: &Option<Dataset>| match set {
+            Some(set) if config.training.evaluate => {
+                let (l, a) = evaluate(model, &params, set, &compute, config.data.eval_batch_size);
+                (Some(l), a)
+            }
+            _ => (None, None),
+        };
+        let (valid_loss, valid_acc) = eval(&prepared.validation);
+        let (test_loss, test_acc) = eval(&prepared.test);
+        let seconds = started.elapsed().as_secs_f64();
+        let opt = |v: Option<f64>| v.map(Cell::Num).unwrap_or(Cell::Empty);
+        epochs_csv.row(&[
+            Cell::Int(epoch as u64),
+            Cell::Num(train_loss),
+            opt(train_acc),
+            opt(valid_loss),
+            opt(valid_acc),
+            opt(test_loss),
+            opt(test_acc),
+            Cell::Num(last_lr),
+            Cell::Num(seconds),
+        ])?;
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        let mut line = format!("epoch {epoch}/{epochs}: train loss {train_loss:.5}");
+        if let Some(a) = train_acc {
+            line += &format!(" acc {a:.4}");
+        }
+        if let Some(l) = valid_loss {
+            line += &format!(", validation loss {l:.5}");
+        }
+        if let Some(l) = test_loss {
+            line += &format!(", test loss {l:.5}");
+        }
+        if let Some(a) = test_acc {
+            line += &format!(" acc {a:.4}");
+        }
+        eprintln!("{line}, lr {last_lr:.4e} ({seconds:.1} s)");
+        if config.training.max_steps.is_some_and(|max| step >= max) {
+            break;
+        }
+    }
+    let status = RunStatus::Completed;
+    finish(run_dir, &status, None)?;
+    Ok(status)
+}
+
+fn epoch_bar(epoch: usize, epochs: usize, len: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+    bar
+}
+
+fn finish(run_dir: &Path, status: &RunStatus, bar: Option<ProgressBar>) -> Result<()> {
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    write_status(run_dir, status)?;
+    eprintln!("{}", status.describe());
+    Ok(())
+}

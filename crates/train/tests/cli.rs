@@ -1,0 +1,403 @@
+//! End-to-end checks of the `train` command against CLI.md: run directory contents, exit codes,
+//! error messages, determinism, and LossGrad's `lr` column against an independent implementation.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn train(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the train binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A small regression CSV, y = x·w* + noise, from a fixed linear congruential generator.
+fn write_regression_csv(dir: &Path, rows: usize) -> PathBuf {
+    let mut state: u64 = 12345;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    };
+    let mut text = String::from("a,b,c,y\n");
+    for _ in 0..rows {
+        let x = [next(), next(), next()];
+        let y = 1.5 * x[0] - 2.0 * x[1] + 0.5 * x[2] + 0.3 + 0.1 * next();
+        text += &format!("{},{},{},{}\n", x[0], x[1], x[2], y);
+    }
+    let path = dir.join("data.csv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap().split(',').map(String::from).collect();
+    let rows = lines
+        .map(|l| {
+            l.split(',')
+                .map(|c| {
+                    if c.is_empty() {
+                        f64::NAN
+                    } else {
+                        c.parse().unwrap()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    (header, rows)
+}
+
+fn regression_config(dir: &Path, optimizer: &str, extra: &str) -> PathBuf {
+    let csv = write_regression_csv(dir, 40);
+    let config = format!(
+        r#"
+[run]
+backend = "ndarray"
+precision = "f64"
+[data]
+dataset = "csv"
+path = "{}"
+target = "y"
+task = "regression"
+batch_size = 40
+shuffle = false
+[model]
+kind = "linear"
+init = "zeros"
+[optimizer]
+{optimizer}
+[training]
+epochs = 30
+{extra}
+"#,
+        csv.display()
+    );
+    let path = dir.join("exp.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn a_run_writes_the_files_of_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = regression_config(dir.path(), "kind = \"lossgrad\"\nlr = 0.01", "");
+    let out = train(&["--config", cfg.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = dir.path().join("results/exp");
+    for file in ["config.toml", "steps.csv", "epochs.csv", "status"] {
+        assert!(run.join(file).exists(), "{file} missing");
+    }
+    let (header, rows) = read_csv(&run.join("steps.csv"));
+    assert_eq!(
+        header,
+        [
+            "step",
+            "epoch",
+            "loss",
+            "lr",
+            "ratio",
+            "grad_sq_norm",
+            "probe_loss"
+        ]
+    );
+    assert_eq!(rows.len(), 30);
+    assert_eq!(rows[0][0], 1.0);
+    assert_eq!(rows[29][1], 30.0);
+    let (header, epochs) = read_csv(&run.join("epochs.csv"));
+    assert_eq!(header[0], "epoch");
+    assert!(header.contains(&"test_loss".to_string()) && header.contains(&"seconds".to_string()));
+    assert_eq!(epochs.len(), 30);
+    assert_eq!(
+        std::fs::read_to_string(run.join("status")).unwrap().trim(),
+        "completed"
+    );
+    // The loss goes down on this easy problem.
+    assert!(rows[29][2] < rows[0][2] * 0.5);
+    // The resolved config reruns to the same steps.
+    let again = train(
+        &[
+            "--config",
+            run.join("config.toml").to_str().unwrap(),
+            "--out",
+            "rerun",
+        ],
+        dir.path(),
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        std::fs::read(run.join("steps.csv")).unwrap(),
+        std::fs::read(dir.path().join("rerun/steps.csv")).unwrap()
+    );
+}
+
+/// LossGrad Alg. 1 in plain f64 on the host: the reference the `lr` column must follow.
+fn reference_lossgrad(
+    x: &[[f64; 3]],
+    y: &[f64],
+    h0: f64,
+    c: f64,
+    steps: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let n = x.len() as f64;
+    let loss = |w: &[f64; 4]| {
+        x.iter()
+            .zip(y)
+            .map(|(xi, yi)| (w[0] * xi[0] + w[1] * xi[1] + w[2] * xi[2] + w[3] - yi).powi(2))
+            .sum::<f64>()
+            / n
+    };
+    let mut w = [0.0f64; 4];
+    let mut h = h0;
+    let (mut lrs, mut ratios) = (Vec::new(), Vec::new());
+    for _ in 0..steps {
+        let mut g = [0.0f64; 4];
+        for (xi, yi) in x.iter().zip(y) {
+            let r = w[0] * xi[0] + w[1] * xi[1] + w[2] * xi[2] + w[3] - yi;
+            for k in 0..3 {
+                g[k] += 2.0 * r * xi[k] / n;
+            }
+            g[3] += 2.0 * r / n;
+        }
+        let f0 = loss(&w);
+        let s: f64 = g.iter().map(|v| v * v).sum();
+        let approx = f0 - h * s;
+        for k in 0..4 {
+            w[k] -= h * g[k];
+        }
+        let ratio = (loss(&w) - approx) / (h * s + 1e-25);
+        lrs.push(h);
+        ratios.push(ratio);
+        h = if ratio > 0.5 { h / c } else { h * c };
+    }
+    (lrs, ratios)
+}
+
+#[test]
+fn lossgrad_lr_column_follows_algorithm_1_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = regression_config(dir.path(), "kind = \"lossgrad\"\nlr = 0.001\nc = 1.3", "");
+    let out = train(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            "training.epochs=60",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, data) = read_csv(&dir.path().join("data.csv"));
+    let x: Vec<[f64; 3]> = data.iter().map(|r| [r[0], r[1], r[2]]).collect();
+    let y: Vec<f64> = data.iter().map(|r| r[3]).collect();
+    let (lrs, ratios) = reference_lossgrad(&x, &y, 0.001, 1.3, 60);
+    let (_, rows) = read_csv(&dir.path().join("results/exp/steps.csv"));
+    assert_eq!(rows.len(), 60);
+    // r = (f1 − f0 + h·s)/(h·s) cancels: rounding in f0 and f1 (~1e-16 relative, summed in
+    // different orders here and in Burn) is amplified by (|f0| + |f1|)/(h·s). Near convergence
+    // h·s falls toward the rounding of the loss and the r > 1/2 decision becomes rounding noise,
+    // in any implementation: compare up to the first step where that can happen.
+    let mut checked = 0;
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row[3], lrs[i], "lr of step {}", i + 1);
+        let (f0, f1, lred) = (row[2], row[6], row[3] * row[5]);
+        let bound = 1e-13 * (f0.abs() + f1.abs()) / lred + 1e-12 * ratios[i].abs();
+        assert!(
+            (row[4] - ratios[i]).abs() <= bound,
+            "ratio of step {}: {} vs {} (bound {bound})",
+            i + 1,
+            row[4],
+            ratios[i]
+        );
+        checked += 1;
+        if (ratios[i] - 0.5).abs() <= 100.0 * bound {
+            break;
+        }
+    }
+    assert!(checked >= 40, "only {checked} well-conditioned steps");
+    // h must both grow and shrink over the compared steps, or the test would check little.
+    assert!(
+        ratios[..checked].iter().any(|r| *r > 0.5) && ratios[..checked].iter().any(|r| *r <= 0.5)
+    );
+}
+
+#[test]
+fn same_config_and_seed_give_identical_steps_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = regression_config(dir.path(), "kind = \"sgd\"\nlr = 0.1\nmomentum = 0.9", "");
+    let set = [
+        "--set",
+        "data.batch_size=8",
+        "--set",
+        "data.shuffle=true",
+        "--set",
+        "model.init=\"default\"",
+    ];
+    let mut a = vec!["--config", cfg.to_str().unwrap(), "--out", "a"];
+    a.extend(set);
+    let mut b = vec!["--config", cfg.to_str().unwrap(), "--out", "b"];
+    b.extend(set);
+    assert!(train(&a, dir.path()).status.success());
+    assert!(train(&b, dir.path()).status.success());
+    let read = |d: &str| std::fs::read(dir.path().join(d).join("steps.csv")).unwrap();
+    assert_eq!(read("a"), read("b"));
+    assert_eq!(read_csv(&dir.path().join("a/steps.csv")).1.len(), 150);
+}
+
+#[test]
+fn a_non_finite_loss_is_recorded_as_diverged_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = regression_config(dir.path(), "kind = \"sgd\"\nlr = 1000.0", "");
+    let out = train(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            "training.epochs=500",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = std::fs::read_to_string(dir.path().join("results/exp/status")).unwrap();
+    assert!(status.starts_with("diverged at step"), "{status}");
+    let (_, rows) = read_csv(&dir.path().join("results/exp/steps.csv"));
+    assert!(
+        rows.iter().all(|r| r[2].is_finite()),
+        "only finite losses are logged as updates"
+    );
+}
+
+#[test]
+fn config_errors_exit_2_and_name_the_key_or_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = regression_config(dir.path(), "kind = \"lossgrad\"", "");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--set", "optimizer.lr=-0.1"], "optimizer.lr"),
+        (&["--set", "training.epochz=3"], "epochz"),
+        (&["--set", "training.epochs=\"x\""], "training.epochs"),
+        (&["--set", "optimizer.c=0.5"], "optimizer.c"),
+        (&["--set", "run.precision=\"f16\""], "run.precision"),
+        (&["--set", "data.batch_size=0"], "data.batch_size"),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["--config", cfg.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = train(&args, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{extra:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+    std::fs::write(dir.path().join("bad.toml"), "[data\ndataset = 1").unwrap();
+    let out = train(&["--config", "bad.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bad.toml"), "{}", stderr(&out));
+    let out = train(&["--config", "missing.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("missing.toml"), "{}", stderr(&out));
+}
+
+#[test]
+fn missing_or_corrupt_dataset_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = regression_config(dir.path(), "kind = \"lossgrad\"", "");
+    let out = train(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            "data.path=\"nowhere.csv\"",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nowhere.csv"), "{}", stderr(&out));
+    // A corrupt MNIST file in the data root beside the real ones we have, download disabled.
+    let root = dir.path().join("data/mnist");
+    std::fs::create_dir_all(&root).unwrap();
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/mnist");
+    for file in [
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        if std::fs::copy(shared.join(file), root.join(file)).is_err() {
+            eprintln!("skipped: the real MNIST files of shared/ are not here");
+            return;
+        }
+    }
+    std::fs::write(root.join("train-images-idx3-ubyte.gz"), b"not gzip at all").unwrap();
+    let out = train(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            "data.dataset=\"mnist\"",
+            "--set",
+            "data.root=\"data\"",
+            "--set",
+            "data.download=false",
+            "--set",
+            "model.kind=\"mlp\"",
+            "--set",
+            "model.hidden=[4]",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("train-images-idx3-ubyte"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+#[test]
+fn fashion_mnist_autoencoder_trains_on_the_real_files() {
+    if !Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists() {
+        eprintln!("skipped: dataset-fashion-mnist is not installed (.ci/run installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cfg = repo.join("configs/lossgrad_t3_fmnist_autoencoder_lossgrad.toml");
+    let out = train(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            "run",
+            "--set",
+            "training.max_steps=20",
+            "--set",
+            "data.root=\"data\"",
+            "--set",
+            "data.download=false",
+            "--set",
+            "run.backend=\"ndarray\"",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (header, rows) = read_csv(&dir.path().join("run/steps.csv"));
+    assert_eq!(header[4], "ratio");
+    assert_eq!(rows.len(), 20);
+    // h starts at the paper's h0 = 1e-4 and moves by factors of c = 1.05.
+    assert_eq!(rows[0][3], 1e-4);
+    let step = rows[1][3] / rows[0][3];
+    assert!((step - 1.05).abs() < 1e-12 || (step - 1.0 / 1.05).abs() < 1e-12);
+    let (_, epochs) = read_csv(&dir.path().join("run/epochs.csv"));
+    assert_eq!(epochs.len(), 1);
+    assert!(
+        epochs[0][5].is_finite(),
+        "test loss on the 10,000 real test images"
+    );
+}

@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""PyTorch CPU baseline: training steps per second of SGD and LossGrad on an MLP.
+
+Model: MLP 784-500-300-100-10 (ReLU, biases; 573,910 parameters), softmax cross-entropy,
+batch 100 of random inputs (uniform [0,1) "pixels", uniform labels; fixed seed). A pool of
+pre-generated batches is cycled so data generation is not timed.
+
+Methods (one training step each):
+  sgd       torch.optim.SGD(lr=0.01): zero_grad, forward, backward, step.
+  lossgrad  hand-written LossGrad (Wojcik et al., Alg. 1), the same rule as
+            crates/optim/src/lossgrad.rs:
+              f0, g = loss and gradient (one forward + backward)
+              s = sum over parameters of ||g||^2
+              p -= h*g                                  (under torch.no_grad, old h)
+              f1 = loss on the same batch               (one extra forward under torch.no_grad)
+              r = (f1 - (f0 - h*s)) / (h*s + 1e-25)
+              h = h / c if r > 0.5 (or f1, r non-finite) else h * c,   c = 1.05
+            A non-finite s skips the update and divides h by c.
+
+Timing: per method, a fresh model, WARMUP (20) untimed steps, then ROUNDS (5) rounds of STEPS
+(200) timed steps; the reported number is the median over rounds of STEPS / seconds.
+Each method runs in its own child process so that its peak RSS (resource.getrusage ru_maxrss)
+is its own; --method runs one method in this process. The peak RSS includes what `import torch`
+alone costs (printed too: ~700 MiB for PyPI's CUDA build of torch 2.15 on Linux x86_64, whose
+CUDA libraries are mapped even on the CPU) and, for sgd, ~175 MiB more because constructing a
+torch.optim optimizer imports torch._dynamo (~900 more Python modules). Compare RSS with a Rust
+binary with that in mind.
+
+Output: human-readable lines, then one machine-readable line per method, last:
+  pytorch,<method>,<steps_per_s>,<peak_rss_mib>
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+METHODS = ("sgd", "lossgrad")
+LAYERS = (784, 500, 300, 100, 10)
+EXPECTED_PARAMS = 573_910
+RATIO_EPS = 1e-25
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=200, help="timed steps per round (default 200)")
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds; the median is reported (default 5)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed steps before the rounds (default 20)")
+    p.add_argument("--batch", type=int, default=100, help="batch size (default 100)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads(N); default: torch's own default")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
+    p.add_argument("--pool", type=int, default=16, help="pre-generated batches cycled through (default 16)")
+    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
+    p.add_argument("--lossgrad-h0", type=float, default=1e-4,
+                   help="LossGrad initial step size h0 (default 1e-4, the paper's and the Rust crate's)")
+    p.add_argument("--lossgrad-c", type=float, default=1.05, help="LossGrad factor c (default 1.05)")
+    p.add_argument("--method", choices=METHODS, action="append", default=None,
+                   help="run only this method, in this process (repeatable); default: each method in a child process")
+    args = p.parse_args(argv)
+    for name in ("steps", "rounds", "batch", "pool"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1")
+    if args.warmup < 0:
+        p.error("--warmup must be >= 0")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be >= 1")
+    if not args.lossgrad_c > 1.0:
+        p.error("--lossgrad-c must be > 1")
+    return args
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process in MiB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024
+    return maxrss / scale
+
+
+def build_model(torch):
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(LAYERS[:-1], LAYERS[1:])):
+        layers.append(torch.nn.Linear(n_in, n_out, bias=True))
+        if i < len(LAYERS) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params == EXPECTED_PARAMS, f"MLP has {n_params} parameters, expected {EXPECTED_PARAMS}"
+    return model
+
+
+def make_batches(torch, args):
+    g = torch.Generator().manual_seed(args.seed + 1)
+    xs = torch.rand(args.pool, args.batch, LAYERS[0], generator=g)
+    ys = torch.randint(0, LAYERS[-1], (args.pool, args.batch), generator=g)
+    return [(xs[i].contiguous(), ys[i].contiguous()) for i in range(args.pool)]
+
+
+def make_sgd_step(torch, model, args):
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr)
+    loss_fn = torch.nn.functional.cross_entropy
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step, lambda: args.lr
+
+
+def make_lossgrad_step(torch, model, args):
+    params = [p for p in model.parameters()]
+    loss_fn = torch.nn.functional.cross_entropy
+    c = args.lossgrad_c
+    state = {"h": args.lossgrad_h0, "skipped": 0, "nonfinite_f1": 0}
+
+    def step(x, y):
+        h = state["h"]
+        for p in params:
+            p.grad = None
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        with torch.no_grad():
+            f0 = loss.item()
+            s = torch.stack([p.grad.pow(2).sum() for p in params]).sum().item()
+            if not math.isfinite(s):
+                state["h"] = h / c
+                state["skipped"] += 1  # no update and no extra forward: a cheaper step
+                return loss
+            for p in params:
+                p.sub_(p.grad, alpha=h)  # p -= h*g with the old h
+            f1 = loss_fn(model(x), y).item()  # the extra forward pass, same batch
+        lred = h * s
+        r = (f1 - (f0 - lred)) / (lred + RATIO_EPS)
+        if not math.isfinite(f1):
+            state["nonfinite_f1"] += 1
+        if not math.isfinite(f1) or not math.isfinite(r) or r > 0.5:
+            state["h"] = h / c
+        else:
+            state["h"] = h * c
+        return loss
+
+    def notes():
+        if state["skipped"] or state["nonfinite_f1"]:
+            return (f"WARNING: {state['skipped']} steps skipped for a non-finite gradient norm, "
+                    f"{state['nonfinite_f1']} with a non-finite probe loss; steps/s is not comparable")
+        return "no non-finite steps"
+
+    step.notes = notes
+    return step, lambda: state["h"]
+
+
+def run_method(torch, method: str, args) -> tuple[float, list[float], float, float, str]:
+    """Returns (median steps/s, per-round steps/s, final loss, final step size, notes)."""
+    torch.manual_seed(args.seed)
+    model = build_model(torch)
+    batches = make_batches(torch, args)
+    make = {"sgd": make_sgd_step, "lossgrad": make_lossgrad_step}[method]
+    step, current_lr = make(torch, model, args)
+    n_pool = len(batches)
+    i = 0
+    loss = None
+    for _ in range(args.warmup):
+        x, y = batches[i % n_pool]
+        loss = step(x, y)
+        i += 1
+    rates = []
+    for _ in range(args.rounds):
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            x, y = batches[i % n_pool]
+            loss = step(x, y)
+            i += 1
+        final = loss.item()  # the step's own .item() calls already sync; this is cheap
+        dt = time.perf_counter() - t0
+        rates.append(args.steps / dt)
+    notes = getattr(step, "notes", lambda: "")()
+    return statistics.median(rates), rates, final, current_lr(), notes
+
+
+def machine_line(method: str, steps_per_s: float, rss_mib: float) -> str:
+    return f"pytorch,{method},{steps_per_s:.3f},{rss_mib:.1f}"
+
+
+def run_in_process(args) -> list[str]:
+    import torch
+
+    import_rss = peak_rss_mib()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    lines = []
+    for method in args.method:
+        median, rates, final, lr, notes = run_method(torch, method, args)
+        rss = peak_rss_mib()
+        rounds = ", ".join(f"{r:.1f}" for r in rates)
+        print(f"{method}: median {median:.2f} steps/s over {args.rounds} rounds of {args.steps} steps "
+              f"(rounds: {rounds}); last loss {final:.4f}, step size now {lr:.4g}; "
+              f"peak RSS {rss:.1f} MiB (of which {import_rss:.1f} MiB right after `import torch`)"
+              + (f"; {notes}" if notes else ""), flush=True)
+        lines.append(machine_line(method, median, rss))
+    return lines
+
+
+def header(args) -> None:
+    import torch
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    print(f"PyTorch CPU baseline: torch {torch.__version__}, python {platform.python_version()}, "
+          f"{platform.machine()}, {os.cpu_count()} CPUs", flush=True)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    print(f"load average before the run (1/5/15 min): {load} -- other work on the CPUs skews the numbers",
+          flush=True)
+    print(f"torch threads: {torch.get_num_threads()} "
+          f"({'--threads' if args.threads is not None else 'torch default'}), "
+          f"interop threads: {torch.get_num_interop_threads()}", flush=True)
+    print(f"model: MLP {'-'.join(map(str, LAYERS))} ReLU, {EXPECTED_PARAMS} parameters, "
+          f"softmax cross-entropy, batch {args.batch}, random inputs (seed {args.seed})", flush=True)
+    print(f"timing: {args.warmup} warm-up steps, then {args.rounds} rounds x {args.steps} steps, "
+          f"median steps/s; SGD lr {args.lr}; LossGrad h0 {args.lossgrad_h0}, c {args.lossgrad_c}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.method:
+        # Single-process mode (also what the children run): print results and machine lines.
+        lines = run_in_process(args)
+        for line in lines:
+            print(line, flush=True)
+        return 0
+
+    header(args)
+    import torch
+
+    print(f"torch_version,{torch.__version__}", flush=True)
+    passthrough = [
+        "--steps", str(args.steps), "--rounds", str(args.rounds), "--warmup", str(args.warmup),
+        "--batch", str(args.batch), "--seed", str(args.seed), "--pool", str(args.pool),
+        "--lr", repr(args.lr), "--lossgrad-h0", repr(args.lossgrad_h0), "--lossgrad-c", repr(args.lossgrad_c),
+    ]
+    if args.threads is not None:
+        passthrough += ["--threads", str(args.threads)]
+    machine_lines = []
+    for method in METHODS:
+        cmd = [sys.executable, os.path.abspath(__file__), "--method", method, *passthrough]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        for line in proc.stdout.splitlines():
+            if line.startswith("pytorch,"):
+                machine_lines.append(line)
+            else:
+                print(line, flush=True)
+        if proc.returncode != 0:
+            print(f"error: {method} run failed with exit code {proc.returncode}", file=sys.stderr)
+            return proc.returncode
+    for line in machine_lines:
+        print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
