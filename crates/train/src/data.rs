@@ -64,18 +64,18 @@ pub fn prepare(config: &Config, progress: bool) -> Result<Prepared> {
         train = train.into_reconstruction();
         test = test.map(Dataset::into_reconstruction);
     }
-    if let Some(t) = &test {
-        if t.features.cols() != train.features.cols() {
-            return Err(ConfigError::key(
-                "data.test_path",
-                format!(
-                    "the test set has {} input columns, the training set {}",
-                    t.features.cols(),
-                    train.features.cols()
-                ),
-            )
-            .into());
-        }
+    if let Some(t) = &test
+        && t.features.cols() != train.features.cols()
+    {
+        return Err(ConfigError::key(
+            "data.test_path",
+            format!(
+                "the test set has {} input columns, the training set {}",
+                t.features.cols(),
+                train.features.cols()
+            ),
+        )
+        .into());
     }
     let (train, validation) =
         steplab_data::split_validation(train, data.validation_fraction, config.run.seed)
