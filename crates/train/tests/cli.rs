@@ -401,3 +401,42 @@ fn fashion_mnist_autoencoder_trains_on_the_real_files() {
         "test loss on the 10,000 real test images"
     );
 }
+
+#[test]
+fn ctrl_c_keeps_the_rows_written_and_records_an_interrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = regression_config(dir.path(), "kind = \"lossgrad\"", "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            "training.epochs=100000000",
+            "--set",
+            "data.batch_size=1",
+        ])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let steps = dir.path().join("results/exp/steps.csv");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&steps).map_or(0, |t| t.lines().count()) < 50 {
+        assert!(started.elapsed().as_secs() < 60, "the run did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(130));
+    let status = std::fs::read_to_string(dir.path().join("results/exp/status")).unwrap();
+    let (_, rows) = read_csv(&steps);
+    assert_eq!(
+        status.trim(),
+        format!("interrupted after step {}", rows.len())
+    );
+    assert!(rows.len() >= 49);
+}
