@@ -22,9 +22,10 @@ Timing: per method, a fresh model, WARMUP (20) untimed steps, then ROUNDS (5) ro
 Each method runs in its own child process so that its peak RSS (resource.getrusage ru_maxrss)
 is its own; --method runs one method in this process. The peak RSS includes what `import torch`
 alone costs (printed too: ~700 MiB for PyPI's CUDA build of torch 2.15 on Linux x86_64, whose
-CUDA libraries are mapped even on the CPU) and, for sgd, ~175 MiB more because constructing a
-torch.optim optimizer imports torch._dynamo (~900 more Python modules). Compare RSS with a Rust
-binary with that in mind.
+CUDA libraries are mapped even on the CPU) and ~175 MiB more because constructing a torch.optim
+optimizer imports torch._dynamo (~900 more Python modules); every child constructs one before
+timing so that all methods start from the same process state (the leaner process was ~25% slower
+for lossgrad, from glibc heap trimming). Compare RSS with a Rust binary with that in mind.
 
 Output: human-readable lines, then one machine-readable line per method, last:
   pytorch,<method>,<steps_per_s>,<peak_rss_mib>
@@ -195,6 +196,11 @@ def run_in_process(args) -> list[str]:
     import torch
 
     import_rss = peak_rss_mib()
+    # Same process state for every method: constructing a torch.optim optimizer imports
+    # torch._dynamo (~900 modules, ~175 MiB). Without this, the sgd process alone has them, and
+    # the different heap layout alone changed lossgrad's steps/s by ~25% here (glibc malloc
+    # trimming and re-faulting the top of the heap every step in the leaner process).
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     lines = []
