@@ -1,6 +1,6 @@
 //! From `[data]` to host datasets, and from host rows to batch tensors.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use burn::tensor::{DType, Tensor, TensorData};
 use steplab_data::{CsvTask, Dataset, Features, MnistKind, Targets};
 use steplab_models::{Target, Task};
@@ -79,7 +79,7 @@ pub fn prepare(config: &Config, progress: bool) -> Result<Prepared> {
     }
     let (train, validation) =
         steplab_data::split_validation(train, data.validation_fraction, config.run.seed)
-            .context("cannot split off the validation set")?;
+            .map_err(|e| ConfigError(e.to_string()))?;
     if train.is_empty() {
         return Err(ConfigError::key("data", "the training set is empty").into());
     }

@@ -286,6 +286,20 @@ fn config_errors_exit_2_and_name_the_key_or_file() {
         (&["--set", "optimizer.c=0.5"], "optimizer.c"),
         (&["--set", "run.precision=\"f16\""], "run.precision"),
         (&["--set", "data.batch_size=0"], "data.batch_size"),
+        (
+            &["--set", "data.validation_fraction=1.5"],
+            "data.validation_fraction",
+        ),
+        (&["--set", "data.dataset=\"cifar10\""], "data.dataset"),
+        (
+            &[
+                "--set",
+                "model.kind=\"linear\"",
+                "--set",
+                "model.hidden=[3]",
+            ],
+            "hidden",
+        ),
     ];
     for (extra, needle) in cases {
         let mut args = vec!["--config", cfg.to_str().unwrap()];
