@@ -71,6 +71,42 @@ impl LossProbe for BatchProbe<'_> {
     }
 }
 
+/// Combines batch losses into the loss of a whole set, as the model's loss defines it: a summed
+/// loss adds up, an averaged one is weighted by batch size and divided by the sample count.
+struct SetLoss {
+    summed: bool,
+    total: f64,
+    samples: usize,
+}
+
+impl SetLoss {
+    fn new(model: &dyn Model) -> Self {
+        let summed = model.loss() == Loss::SquaredError(Reduction::Sum);
+        Self {
+            summed,
+            total: 0.0,
+            samples: 0,
+        }
+    }
+
+    fn add(&mut self, batch_loss: f64, batch_len: usize) {
+        self.total += if self.summed {
+            batch_loss
+        } else {
+            batch_loss * batch_len as f64
+        };
+        self.samples += batch_len;
+    }
+
+    fn value(&self) -> f64 {
+        if self.summed {
+            self.total
+        } else {
+            self.total / self.samples.max(1) as f64
+        }
+    }
+}
+
 /// Loss (as the model's loss defines it, over the whole set) and accuracy of a dataset.
 fn evaluate(
     model: &dyn Model,
@@ -80,34 +116,28 @@ fn evaluate(
     batch_size: usize,
 ) -> (f64, Option<f64>) {
     let order: Vec<usize> = (0..set.len()).collect();
-    let mut total = 0.0;
+    let mut set_loss = SetLoss::new(model);
     let mut correct = 0usize;
     let mut has_labels = false;
     for rows in order.chunks(batch_size) {
         let batch = make_batch(set, rows, compute);
         let outputs = model.forward(params, batch.inputs.clone(), Mode::Eval);
         let loss = scalar(model.loss().compute(outputs.clone(), &batch.target));
-        total += match model.loss() {
-            Loss::SquaredError(Reduction::Sum) => loss,
-            _ => loss * batch.len as f64,
-        };
+        set_loss.add(loss, batch.len);
         if let Some(labels) = &batch.labels {
             has_labels = true;
             correct += data::count_correct(outputs, labels);
         }
     }
-    let loss = match model.loss() {
-        Loss::SquaredError(Reduction::Sum) => total,
-        _ => total / set.len() as f64,
-    };
-    (loss, has_labels.then(|| correct as f64 / set.len() as f64))
+    (
+        set_loss.value(),
+        has_labels.then(|| correct as f64 / set.len() as f64),
+    )
 }
 
 /// Running totals of one epoch's training batches.
-#[derive(Default)]
 struct EpochTotals {
-    loss: f64,
-    samples: usize,
+    loss: SetLoss,
     correct: usize,
     labelled: bool,
 }
@@ -192,7 +222,11 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
         let order =
             steplab_data::epoch_order(n, config.data.shuffle, config.run.seed, epoch as u64);
         let bar = interactive.then(|| epoch_bar(epoch, epochs, batches_per_epoch));
-        let mut totals = EpochTotals::default();
+        let mut totals = EpochTotals {
+            loss: SetLoss::new(model),
+            correct: 0,
+            labelled: false,
+        };
         for rows in steplab_data::batches(&order, batch_size, false) {
             let batch = make_batch(&prepared.train, rows, &compute);
             // Forward + backward (the loss read-back is a sync point).
@@ -202,11 +236,7 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
                 finish(run_dir, &status, bar)?;
                 return Ok(status);
             }
-            totals.loss += match model.loss() {
-                Loss::SquaredError(Reduction::Sum) => loss,
-                _ => loss * batch.len as f64,
-            };
-            totals.samples += batch.len;
+            totals.loss.add(loss, batch.len);
             if let Some(labels) = &batch.labels {
                 totals.labelled = true;
                 totals.correct += data::count_correct(outputs, labels);
@@ -249,13 +279,9 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
                 break;
             }
         }
-        let train_loss = match model.loss() {
-            Loss::SquaredError(Reduction::Sum) => totals.loss,
-            _ => totals.loss / totals.samples.max(1) as f64,
-        };
-        let train_acc = totals
-            .labelled
-            .then(|| totals.correct as f64 / totals.samples.max(1) as f64);
+        let train_loss = totals.loss.value();
+        let samples = totals.loss.samples.max(1) as f64;
+        let train_acc = totals.labelled.then(|| totals.correct as f64 / samples);
         let eval = |set: &Option<Dataset>| match set {
             Some(set) if config.training.evaluate => {
                 let (l, a) = evaluate(model, &params, set, &compute, config.data.eval_batch_size);
