@@ -144,15 +144,19 @@ impl StepSizeOptimizer for Adam {
             })
             .collect();
         self.moments = Some((m, v));
-        StepOutput {
-            params,
-            lr,
-            diagnostics: Vec::new(),
-        }
+        StepOutput::new(params, lr, Vec::new())
     }
 
     fn current_lr(&self) -> f64 {
         self.config.lr
+    }
+
+    fn base_lr(&self) -> Option<f64> {
+        Some(self.config.lr)
+    }
+
+    fn set_base_lr(&mut self, lr: f64) {
+        self.config.lr = lr;
     }
 
     fn state(&self) -> OptimizerState {

@@ -31,6 +31,11 @@ pub struct StepInput<'a> {
     pub grads: ParamList,
     /// Re-evaluates the loss on the same batch at shifted weights.
     pub probe: &'a mut dyn LossProbe,
+    /// Evaluates the loss on a held-out batch (one random batch of the validation split, drawn
+    /// for this step; every call within the step sees the same batch). `Some` exactly when the
+    /// optimizer asked for it with [`StepSizeOptimizer::needs_holdout`] and a validation split
+    /// exists; the trainer rejects the config otherwise.
+    pub holdout: Option<&'a mut dyn LossProbe>,
 }
 
 /// What one update did.
@@ -41,6 +46,33 @@ pub struct StepOutput {
     pub lr: f64,
     /// The method's own diagnostics, in the order of [`StepSizeOptimizer::diagnostic_names`].
     pub diagnostics: Vec<f64>,
+    /// One value per parameter tensor (e.g. per-layer step sizes), written to `layers.csv` when
+    /// [`StepSizeOptimizer::per_tensor_name`] is `Some`; empty otherwise.
+    pub per_tensor: Vec<f64>,
+}
+
+impl StepOutput {
+    /// An update with no per-tensor values.
+    pub fn new(params: ParamList, lr: f64, diagnostics: Vec<f64>) -> Self {
+        Self {
+            params,
+            lr,
+            diagnostics,
+            per_tensor: Vec::new(),
+        }
+    }
+
+    /// A skipped update: the weights unchanged, every diagnostic NaN (for a non-finite loss or
+    /// gradient, so that NaN never reaches the weights).
+    pub fn skipped(params: ParamList, lr: f64, diagnostics: usize) -> Self {
+        Self::new(params, lr, vec![f64::NAN; diagnostics])
+    }
+
+    /// Adds one value per parameter tensor.
+    pub fn with_per_tensor(mut self, values: Vec<f64>) -> Self {
+        self.per_tensor = values;
+        self
+    }
 }
 
 /// A step-size method: one update per batch, with the loss, the whole gradient and a loss probe.
@@ -63,6 +95,34 @@ pub trait StepSizeOptimizer: Send {
 
     /// Called at the start of every epoch (from 1), with the number of batches an epoch has.
     fn begin_epoch(&mut self, _epoch: usize, _batches_per_epoch: usize) {}
+
+    /// The base learning rate a `[schedule]` scales, for methods that have one (SGD, Adam, ...);
+    /// `None` for methods that set their own step size (LossGrad, L4, ...), which the trainer
+    /// then refuses to schedule.
+    fn base_lr(&self) -> Option<f64> {
+        None
+    }
+
+    /// Sets the base learning rate (the trainer calls it at the start of each epoch with the
+    /// schedule's value). Only called when [`base_lr`](Self::base_lr) is `Some`.
+    fn set_base_lr(&mut self, _lr: f64) {}
+
+    /// Whether the method probes a held-out batch ([`StepInput::holdout`]).
+    fn needs_holdout(&self) -> bool {
+        false
+    }
+
+    /// The name of the per-tensor values of [`StepOutput::per_tensor`] (e.g. `alpha`), when the
+    /// method reports them; the trainer writes them to `layers.csv`, one column per tensor.
+    fn per_tensor_name(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// A warning to show before training when the method is unreliable at `dtype` (e.g. finite
+    /// differences below float32 resolution).
+    fn precision_warning(&self, _dtype: DType) -> Option<String> {
+        None
+    }
 
     /// Everything the method carries across steps, for checkpoints.
     fn state(&self) -> OptimizerState;

@@ -104,16 +104,13 @@ impl StepSizeOptimizer for LossGrad {
             loss,
             grads,
             probe,
+            ..
         } = input;
         let h = self.h;
         let s = vector::sq_norm(&grads); // SYNC
         if !s.is_finite() {
             self.h = h / self.c;
-            return StepOutput {
-                params,
-                lr: h,
-                diagnostics: vec![f64::NAN, s, f64::NAN],
-            };
+            return StepOutput::new(params, h, vec![f64::NAN, s, f64::NAN]);
         }
         let lred = h * s;
         let approx = loss - lred;
@@ -125,11 +122,7 @@ impl StepSizeOptimizer for LossGrad {
         } else {
             h * self.c
         };
-        StepOutput {
-            params,
-            lr: h,
-            diagnostics: vec![r, s, f1],
-        }
+        StepOutput::new(params, h, vec![r, s, f1])
     }
 
     fn current_lr(&self) -> f64 {

@@ -112,15 +112,19 @@ impl StepSizeOptimizer for Sgd {
             d
         };
         let params = vector::add_scaled(&input.params, &direction, -lr);
-        StepOutput {
-            params,
-            lr,
-            diagnostics: Vec::new(),
-        }
+        StepOutput::new(params, lr, Vec::new())
     }
 
     fn current_lr(&self) -> f64 {
         self.config.lr
+    }
+
+    fn base_lr(&self) -> Option<f64> {
+        Some(self.config.lr)
+    }
+
+    fn set_base_lr(&mut self, lr: f64) {
+        self.config.lr = lr;
     }
 
     fn state(&self) -> OptimizerState {

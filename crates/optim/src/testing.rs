@@ -106,5 +106,6 @@ pub fn step_with(
         loss,
         grads,
         probe: &mut probe,
+        holdout: None,
     })
 }

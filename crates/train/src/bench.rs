@@ -230,6 +230,7 @@ fn child(backend: &str, optimizer: &str, steps: usize, rounds: usize) -> Result<
                     loss,
                     grads,
                     probe: &mut probe,
+                    holdout: None,
                 })
                 .params;
         }

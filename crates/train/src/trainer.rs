@@ -249,11 +249,13 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
                 params: updated,
                 lr,
                 diagnostics,
+                ..
             } = optimizer.step(StepInput {
                 params,
                 loss,
                 grads,
                 probe: &mut probe,
+                holdout: None,
             });
             params = updated;
             step += 1;
