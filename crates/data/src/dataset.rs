@@ -108,6 +108,26 @@ impl Features {
         }
     }
 
+    /// The same features mapped to `(x − mean) / std` (for bytes, folded into their scale and
+    /// offset, so they stay compact).
+    pub fn normalized(self, mean: f64, std: f64) -> Features {
+        let storage = match self.storage {
+            Storage::U8 {
+                data,
+                scale,
+                offset,
+            } => Storage::U8 {
+                data,
+                scale: scale / std,
+                offset: (offset - mean) / std,
+            },
+            Storage::F64(data) => {
+                Storage::F64(data.into_iter().map(|v| (v - mean) / std).collect())
+            }
+        };
+        Features { storage, ..self }
+    }
+
     /// A copy holding only the given rows, in the given order, stored as this one is.
     ///
     /// # Panics
@@ -188,6 +208,17 @@ pub enum Targets {
     Values(Features),
     /// Autoencoder: the target is the input itself.
     Reconstruction,
+}
+
+impl Dataset {
+    /// The same samples with every input feature mapped to `(x − mean) / std` (targets, other
+    /// than a reconstruction's, unchanged).
+    pub fn normalized(self, mean: f64, std: f64) -> Dataset {
+        Dataset {
+            features: self.features.normalized(mean, std),
+            targets: self.targets,
+        }
+    }
 }
 
 impl Targets {
@@ -324,6 +355,18 @@ mod tests {
             assert_eq!(g32[b], b as f32 / 255.0);
         }
         assert_eq!(g64[255], 1.0);
+    }
+
+    #[test]
+    fn normalization_maps_bytes_and_floats_to_x_minus_mean_over_std() {
+        let f = Features::from_u8(1, 3, vec![0, 51, 255], 1.0 / 255.0, 0.0).unwrap();
+        let g = f.normalized(0.5, 0.5).gather_f64(&[0]);
+        let expected = [-1.0, 0.2 * 2.0 - 1.0, 1.0];
+        for (got, want) in g.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-15, "{got} vs {want}");
+        }
+        let f = Features::from_f64(1, 2, vec![1.0, 3.0]).unwrap();
+        assert_eq!(f.normalized(1.0, 2.0).gather_f64(&[0]), vec![0.0, 1.0]);
     }
 
     #[test]

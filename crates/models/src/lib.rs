@@ -20,7 +20,7 @@ mod mlp;
 
 pub use init::{Init, InitScheme, init_params};
 pub use loss::{Loss, Reduction, Target};
-pub use mlp::{Activation, AutoencoderConfig, LinearConfig, Mlp, MlpConfig};
+pub use mlp::{Activation, AutoencoderConfig, BadRegressionConfig, LinearConfig, Mlp, MlpConfig};
 
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -99,6 +99,8 @@ pub enum ModelConfig {
     Autoencoder(AutoencoderConfig),
     /// `kind = "linear"`: one dense layer from inputs to outputs.
     Linear(LinearConfig),
+    /// `kind = "bad_regression"`: Ŷ = W1·W2·X of the L4 paper (Sec. 3.1).
+    BadRegression(BadRegressionConfig),
 }
 
 impl ModelConfig {
@@ -108,6 +110,7 @@ impl ModelConfig {
             Self::Mlp(_) => "mlp",
             Self::Autoencoder(_) => "autoencoder",
             Self::Linear(_) => "linear",
+            Self::BadRegression(_) => "bad_regression",
         }
     }
 
@@ -127,6 +130,7 @@ impl ModelConfig {
             Self::Mlp(c) => c.build(inputs, task)?,
             Self::Autoencoder(c) => c.build(inputs, task)?,
             Self::Linear(c) => c.build(inputs, task)?,
+            Self::BadRegression(c) => c.build(inputs, task)?,
         }))
     }
 }

@@ -165,6 +165,56 @@ impl LinearConfig {
     }
 }
 
+/// `kind = "bad_regression"`: Ŷ = W1·W2·X, the badly-conditioned regression model of the L4
+/// paper (Sec. 3.1): two bias-free linear layers inputs → inputs → outputs with N(0, init_std²)
+/// weights, squared error summed (96 parameters on its 6 → 10 problem).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BadRegressionConfig {
+    /// Weight standard deviation (the paper: W ~ N(0, 1)).
+    #[serde(default = "BadRegressionConfig::default_std")]
+    pub init_std: f64,
+    /// `"sum"` (the paper's Σ(Ŷ − AX)², default) or `"mean"`.
+    #[serde(default = "BadRegressionConfig::default_reduction")]
+    pub loss_reduction: Reduction,
+}
+
+impl BadRegressionConfig {
+    fn default_std() -> f64 {
+        1.0
+    }
+    fn default_reduction() -> Reduction {
+        Reduction::Sum
+    }
+
+    pub(crate) fn build(&self, inputs: usize, task: Task) -> Result<Mlp, ModelError> {
+        if !matches!(task, Task::Regression { .. }) {
+            return Err(ModelError::Invalid(
+                "model.kind: bad_regression needs a regression dataset (e.g. data.dataset = \"bad_regression\")".into(),
+            ));
+        }
+        Mlp::new(MlpShape {
+            inputs,
+            hidden: &[inputs],
+            task,
+            activation: Activation::Identity,
+            output_activation: Activation::Identity,
+            bias: false,
+            init: (InitScheme::Normal, self.init_std, 0.0),
+            reduction: self.loss_reduction,
+        })
+    }
+}
+
+impl Default for BadRegressionConfig {
+    fn default() -> Self {
+        Self {
+            init_std: Self::default_std(),
+            loss_reduction: Self::default_reduction(),
+        }
+    }
+}
+
 struct MlpShape<'a> {
     inputs: usize,
     hidden: &'a [usize],
@@ -375,6 +425,32 @@ mod tests {
                     .all(|x| *x == 0.0)
             );
         }
+    }
+
+    #[test]
+    fn bad_regression_is_w1_w2_x_with_96_parameters() {
+        let model = parse("kind = \"bad_regression\"")
+            .build(6, Task::Regression { outputs: 10 })
+            .unwrap();
+        assert_eq!(model.num_params(), 96);
+        assert_eq!(model.loss(), Loss::SquaredError(Reduction::Sum));
+        let shapes: Vec<_> = model
+            .param_specs()
+            .iter()
+            .map(|s| s.shape.clone())
+            .collect();
+        assert_eq!(shapes, vec![vec![6, 6], vec![6, 10]]);
+        assert!(
+            model
+                .param_specs()
+                .iter()
+                .all(|s| s.init == Init::Normal { std: 1.0 })
+        );
+        assert!(
+            parse("kind = \"bad_regression\"")
+                .build(6, Task::Classification { classes: 10 })
+                .is_err()
+        );
     }
 
     #[test]

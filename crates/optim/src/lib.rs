@@ -32,6 +32,7 @@ pub mod adam;
 pub mod api;
 pub mod config;
 pub mod lossgrad;
+pub mod schedule;
 pub mod sgd;
 pub mod vector;
 
@@ -42,6 +43,7 @@ pub use adam::{Adam, AdamConfig};
 pub use api::{LossProbe, OptimizerState, StepInput, StepOutput, StepSizeOptimizer};
 pub use config::OptimizerConfig;
 pub use lossgrad::{LossGrad, LossGradConfig};
+pub use schedule::ScheduleConfig;
 pub use sgd::{Sgd, SgdConfig};
 pub use vector::ParamList;
 

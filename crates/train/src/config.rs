@@ -8,8 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use steplab_data::ConditioningMatrix;
 use steplab_models::ModelConfig;
-use steplab_optim::OptimizerConfig;
+use steplab_optim::{OptimizerConfig, ScheduleConfig};
 
 /// A problem with the command line or the config: exit status 2, message names the key or file.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,9 @@ pub struct Config {
     pub model: ModelConfig,
     /// The optimizer and its settings.
     pub optimizer: OptimizerConfig,
+    /// A per-epoch schedule of the optimizer's base learning rate, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleConfig>,
     /// Length of training.
     #[serde(default)]
     pub training: TrainingConfig,
@@ -120,6 +124,9 @@ pub enum DatasetKind {
     FashionMnist,
     /// A CSV file with a header row (`path`, `target`, `task`).
     Csv,
+    /// The badly-conditioned regression of the L4 paper (Sec. 3.1), generated from `run.seed`
+    /// (`matrix`, `samples`).
+    BadRegression,
 }
 
 /// `data.task` for CSV data.
@@ -153,6 +160,10 @@ pub struct DataConfig {
     /// Fraction of the training set held out for validation (seeded), 0 for none.
     #[serde(default)]
     pub validation_fraction: f64,
+    /// `[mean, std]`: every input feature becomes `(x − mean) / std` after the dataset's own
+    /// scaling (Gorti-Ravaut's code: `[0.5, 0.5]`, MNIST pixels to [−1, 1]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<[f64; 2]>,
     /// Batch size of evaluation passes (no effect on results beyond rounding).
     #[serde(default = "DataConfig::default_eval_batch_size")]
     pub eval_batch_size: usize,
@@ -168,6 +179,16 @@ pub struct DataConfig {
     /// CSV only: a second file used as the test set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_path: Option<PathBuf>,
+    /// CSV only: the last `test_rows` rows of the file form the test set (Gorti-Ravaut's Boston
+    /// Housing split: 400 train, the remaining 106 test).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_rows: Option<usize>,
+    /// `bad_regression` only: how the target matrix A is built (`recht` or `svd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<ConditioningMatrix>,
+    /// `bad_regression` only: number of samples (default 1000, the paper's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<usize>,
 }
 
 impl DataConfig {
@@ -351,6 +372,25 @@ kind = "lossgrad"
     fn wrong_types_name_the_key() {
         let err = parse(BASE, &["training.epochs=\"many\"".to_string()]).unwrap_err();
         assert!(err.0.contains("training.epochs"), "{err}");
+    }
+
+    #[test]
+    fn schedule_section_parses_by_kind() {
+        let c = parse(
+            &format!("{BASE}\n[schedule]\nkind = \"step\"\nstep_size = 20"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.schedule.as_ref().map(|s| s.kind()), Some("step"));
+        let err = parse(
+            &format!("{BASE}\n[schedule]\nkind = \"step\"\nsize = 2"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("schedule") && err.0.contains("size"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -56,10 +56,65 @@ pub fn prepare(config: &Config, progress: bool) -> Result<Prepared> {
                     Some(p) => Some(steplab_data::load_csv(p, target, task)?),
                     None => None,
                 };
-                (train, test)
+                match data.test_rows {
+                    Some(_) if test.is_some() => {
+                        return Err(ConfigError::key(
+                            "data.test_rows",
+                            "give either data.test_path or data.test_rows, not both",
+                        )
+                        .into());
+                    }
+                    Some(rows) => split_tail(train, rows)?,
+                    None => (train, test),
+                }
+            }
+            DatasetKind::BadRegression => {
+                let samples = data.samples.unwrap_or(1000);
+                if samples == 0 {
+                    return Err(ConfigError::key("data.samples", "must be at least 1").into());
+                }
+                let matrix = data.matrix.unwrap_or_default();
+                let train = steplab_data::bad_regression(matrix, samples, config.run.seed)?;
+                (train, None)
             }
         };
+    for (key, set, wanted) in [
+        ("data.path", data.path.is_some(), DatasetKind::Csv),
+        ("data.target", data.target.is_some(), DatasetKind::Csv),
+        ("data.task", data.task.is_some(), DatasetKind::Csv),
+        ("data.test_path", data.test_path.is_some(), DatasetKind::Csv),
+        ("data.test_rows", data.test_rows.is_some(), DatasetKind::Csv),
+        (
+            "data.matrix",
+            data.matrix.is_some(),
+            DatasetKind::BadRegression,
+        ),
+        (
+            "data.samples",
+            data.samples.is_some(),
+            DatasetKind::BadRegression,
+        ),
+    ] {
+        if set && data.dataset != wanted {
+            return Err(ConfigError::key(
+                key,
+                format!("only applies to dataset = \"{}\"", dataset_name(wanted)),
+            )
+            .into());
+        }
+    }
     let (mut train, mut test) = (train, test);
+    if let Some([mean, std]) = data.normalize {
+        if !(mean.is_finite() && std.is_finite() && std > 0.0) {
+            return Err(ConfigError::key(
+                "data.normalize",
+                format!("expected [mean, std] with std > 0, got [{mean}, {std}]"),
+            )
+            .into());
+        }
+        train = train.normalized(mean, std);
+        test = test.map(|t| t.normalized(mean, std));
+    }
     if config.model.is_autoencoder() {
         train = train.into_reconstruction();
         test = test.map(Dataset::into_reconstruction);
@@ -98,6 +153,33 @@ pub fn prepare(config: &Config, progress: bool) -> Result<Prepared> {
         test,
         task,
     })
+}
+
+/// The `data.dataset` name of a kind.
+fn dataset_name(kind: DatasetKind) -> String {
+    toml::Value::try_from(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Splits off the last `rows` rows as the test set, keeping file order.
+fn split_tail(set: Dataset, rows: usize) -> Result<(Dataset, Option<Dataset>)> {
+    let n = set.len();
+    if rows == 0 || rows >= n {
+        return Err(ConfigError::key(
+            "data.test_rows",
+            format!(
+                "must be between 1 and {} (the file has {n} rows)",
+                n.saturating_sub(1)
+            ),
+        )
+        .into());
+    }
+    let cut = n - rows;
+    let train = set.select(&(0..cut).collect::<Vec<_>>());
+    let test = set.select(&(cut..n).collect::<Vec<_>>());
+    Ok((train, Some(test)))
 }
 
 /// One batch as tensors, plus the labels on the host for accuracy.

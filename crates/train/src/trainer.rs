@@ -8,6 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::tensor::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use steplab_data::Dataset;
 use steplab_models::{Loss, Mode, Model, Reduction, init_params};
 use steplab_optim::{LossProbe, ParamList, StepInput, StepOutput};
@@ -67,6 +69,44 @@ impl LossProbe for BatchProbe<'_> {
 
     fn loss_and_grad_at(&mut self, params: &[Tensor<1>]) -> (f64, ParamList) {
         let (loss, grads, _) = loss_and_grad(self.model, params, self.batch, Mode::Probe);
+        (loss, grads)
+    }
+}
+
+/// The optimizers' view of a held-out batch: one random batch of the validation split, drawn
+/// (seeded) the first time a step asks for it and reused for the rest of that step.
+struct HoldoutProbe<'a> {
+    model: &'a dyn Model,
+    set: &'a Dataset,
+    compute: &'a Compute,
+    batch_size: usize,
+    rng: &'a mut ChaCha8Rng,
+    batch: Option<Batch>,
+}
+
+impl HoldoutProbe<'_> {
+    fn batch(&mut self) -> &Batch {
+        if self.batch.is_none() {
+            let n = self.set.len();
+            let rows = rand::seq::index::sample(self.rng, n, self.batch_size.min(n)).into_vec();
+            self.batch = Some(make_batch(self.set, &rows, self.compute));
+        }
+        self.batch.as_ref().expect("drawn above")
+    }
+}
+
+impl LossProbe for HoldoutProbe<'_> {
+    fn loss_at(&mut self, params: &[Tensor<1>]) -> f64 {
+        let model = self.model;
+        let batch = self.batch();
+        let outputs = model.forward(params, batch.inputs.clone(), Mode::Probe);
+        scalar(model.loss().compute(outputs, &batch.target))
+    }
+
+    fn loss_and_grad_at(&mut self, params: &[Tensor<1>]) -> (f64, ParamList) {
+        let model = self.model;
+        let batch = self.batch();
+        let (loss, grads, _) = loss_and_grad(model, params, batch, Mode::Probe);
         (loss, grads)
     }
 }
@@ -142,6 +182,9 @@ struct EpochTotals {
     labelled: bool,
 }
 
+/// The generator stream of the held-out probe batches (independent of shuffling and init).
+const HOLDOUT_STREAM: u64 = 0x401d;
+
 /// Runs the experiment of `config` into `run_dir`. Ctrl-C (`stop`) ends it after the current step.
 pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunStatus> {
     let interactive = std::io::stderr().is_terminal();
@@ -161,7 +204,37 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
         .optimizer
         .build()
         .map_err(|e| ConfigError(e.to_string()))?;
+    if let Some(schedule) = &config.schedule {
+        schedule
+            .validate(epochs)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        if optimizer.base_lr().is_none() {
+            return Err(ConfigError::key(
+                "schedule",
+                format!(
+                    "optimizer `{}` sets its own step size; only methods with a base learning \
+                     rate (sgd, adam, ...) can be scheduled",
+                    optimizer.kind()
+                ),
+            )
+            .into());
+        }
+    }
     let prepared = data::prepare(config, interactive)?;
+    if optimizer.needs_holdout() && prepared.validation.is_none() {
+        return Err(ConfigError::key(
+            "data.validation_fraction",
+            format!(
+                "optimizer `{}` as configured probes held-out batches: hold out a validation \
+                 split (the paper: 0.2)",
+                optimizer.kind()
+            ),
+        )
+        .into());
+    }
+    if let Some(warning) = optimizer.precision_warning(compute.dtype) {
+        eprintln!("warning: {warning}");
+    }
     let model = config
         .model
         .build(prepared.train.features.cols(), prepared.task)
@@ -191,6 +264,14 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
             "seconds",
         ],
     )?;
+    let mut layers_csv = match optimizer.per_tensor_name() {
+        Some(_) => {
+            let mut header = vec!["step", "epoch"];
+            header.extend(model.param_specs().iter().map(|s| s.name.as_str()));
+            Some(CsvLog::create(&run_dir.join("layers.csv"), &header)?)
+        }
+        None => None,
+    };
     let _ = std::fs::remove_file(run_dir.join("status"));
 
     let n = prepared.train.len();
@@ -215,10 +296,16 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
         compute.dtype,
     );
     let mut step: u64 = 0;
+    let mut holdout_rng = ChaCha8Rng::seed_from_u64(config.run.seed);
+    holdout_rng.set_stream(HOLDOUT_STREAM);
     let mut last_lr = optimizer.current_lr();
     for epoch in 1..=epochs {
         let started = Instant::now();
         optimizer.begin_epoch(epoch, batches_per_epoch);
+        if let Some(schedule) = &config.schedule {
+            // Stepped at the start of the epoch (see steplab_optim::schedule).
+            optimizer.set_base_lr(schedule.lr_at(config.optimizer.lr(), epoch, epochs));
+        }
         let order =
             steplab_data::epoch_order(n, config.data.shuffle, config.run.seed, epoch as u64);
         let bar = interactive.then(|| epoch_bar(epoch, epochs, batches_per_epoch));
@@ -245,17 +332,28 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
                 model,
                 batch: &batch,
             };
+            let mut holdout = match &prepared.validation {
+                Some(set) if optimizer.needs_holdout() => Some(HoldoutProbe {
+                    model,
+                    set,
+                    compute: &compute,
+                    batch_size,
+                    rng: &mut holdout_rng,
+                    batch: None,
+                }),
+                _ => None,
+            };
             let StepOutput {
                 params: updated,
                 lr,
                 diagnostics,
-                ..
+                per_tensor,
             } = optimizer.step(StepInput {
                 params,
                 loss,
                 grads,
                 probe: &mut probe,
-                holdout: None,
+                holdout: holdout.as_mut().map(|h| h as &mut dyn LossProbe),
             });
             params = updated;
             step += 1;
@@ -268,6 +366,11 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
             ];
             cells.extend(diagnostics.into_iter().map(Cell::Num));
             steps_csv.row(&cells)?;
+            if let Some(layers) = &mut layers_csv {
+                let mut cells = vec![Cell::Int(step), Cell::Int(epoch as u64)];
+                cells.extend(per_tensor.into_iter().map(Cell::Num));
+                layers.row(&cells)?;
+            }
             if let Some(bar) = &bar {
                 bar.inc(1);
                 bar.set_message(format!("loss {loss:.4} lr {lr:.3e}"));

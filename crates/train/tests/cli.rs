@@ -454,3 +454,132 @@ fn ctrl_c_keeps_the_rows_written_and_records_an_interrupted_run() {
     );
     assert!(rows.len() >= 49);
 }
+
+#[test]
+fn a_schedule_scales_the_base_rate_at_the_start_of_each_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = regression_config(
+        dir.path(),
+        "kind = \"sgd\"\nlr = 0.1",
+        "[schedule]\nkind = \"step\"\nstep_size = 4\ngamma = 0.5",
+    );
+    let out = train(&["--config", cfg.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, rows) = read_csv(&dir.path().join("results/exp/steps.csv"));
+    for row in &rows {
+        let epoch = row[1] as i32;
+        assert_eq!(row[3], 0.1 * 0.5_f64.powi(epoch / 4), "epoch {epoch}");
+    }
+    let (header, epochs) = read_csv(&dir.path().join("results/exp/epochs.csv"));
+    let lr = header.iter().position(|h| h == "lr").unwrap();
+    assert_eq!(epochs[3][lr], 0.05);
+    // A method that sets its own step size cannot be scheduled.
+    let out = train(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            "optimizer.kind=\"lossgrad\"",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("schedule"), "{}", stderr(&out));
+}
+
+/// The repository root (two levels above this crate).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn boston_housing_splits_400_and_106_with_a_summed_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = repo_root().join("assets/boston_housing/boston_house_prices.csv");
+    let config = format!(
+        r#"
+[run]
+backend = "ndarray"
+precision = "f64"
+[data]
+dataset = "csv"
+path = "{}"
+target = "MEDV"
+task = "regression"
+test_rows = 106
+batch_size = 400
+shuffle = false
+[model]
+kind = "linear"
+bias = false
+init = "zeros"
+loss_reduction = "sum"
+[optimizer]
+kind = "sgd"
+lr = 1e-6
+[training]
+epochs = 2
+"#,
+        csv.display()
+    );
+    let path = dir.path().join("boston.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = train(&["--config", path.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    // At W = 0 the summed loss is Σ y² over the first 400 rows (the training split).
+    let (header, data) = read_csv(&csv);
+    let target = header.iter().position(|h| h == "MEDV").unwrap();
+    assert_eq!(data.len(), 506);
+    let expected: f64 = data[..400].iter().map(|r| r[target] * r[target]).sum();
+    let (_, steps) = read_csv(&dir.path().join("results/boston/steps.csv"));
+    assert_eq!(steps.len(), 2, "full batch: one step per epoch");
+    assert!(
+        (steps[0][2] - expected).abs() <= 1e-9 * expected,
+        "{} vs {expected}",
+        steps[0][2]
+    );
+    let (header, epochs) = read_csv(&dir.path().join("results/boston/epochs.csv"));
+    let test_loss = header.iter().position(|h| h == "test_loss").unwrap();
+    assert!(epochs[0][test_loss].is_finite());
+    // test_rows belongs to CSV data only, and must leave a training set.
+    for (set, key) in [
+        ("data.test_rows=506", "data.test_rows"),
+        ("data.matrix=\"svd\"", "data.matrix"),
+    ] {
+        let out = train(
+            &["--config", path.to_str().unwrap(), "--set", set],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{set}: {}", stderr(&out));
+        assert!(stderr(&out).contains(key), "{set}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn the_badly_conditioned_regression_trains_full_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+[run]
+backend = "ndarray"
+precision = "f64"
+[data]
+dataset = "bad_regression"
+matrix = "svd"
+batch_size = 1000
+[model]
+kind = "bad_regression"
+[optimizer]
+kind = "sgd"
+lr = 4e-5
+[training]
+epochs = 20
+"#;
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = train(&["--config", path.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("96 parameters"), "{}", stderr(&out));
+    let (_, steps) = read_csv(&dir.path().join("results/bad/steps.csv"));
+    assert_eq!(steps.len(), 20);
+    assert!(steps[19][2] < steps[0][2], "SGD lowers the summed loss");
+}
