@@ -27,14 +27,23 @@
 //! | `sgd` | SGD, heavy-ball momentum, coupled weight decay ([`Sgd`]) | none |
 //! | `adam` | Adam, PyTorch's form ([`Adam`]) | none |
 //! | `lossgrad` | LossGrad, Wójcik et al. Alg. 1 ([`LossGrad`]) | 1 forward |
+//! | `wngrad` | WNGrad, Wu, Ward & Bottou 2018 ([`WnGrad`]) | none |
+//! | `sgd_hd` | SGD-HD, hypergradient descent, Baydin et al. 2018 ([`SgdHd`]) | none |
+//! | `adam_hd` | Adam-HD, hypergradient descent, Baydin et al. 2018 ([`AdamHd`]) | none |
+//! | `sps` | SPS_max with a smoothed bound, Loizou et al. 2021 ([`Sps`]) | none |
+//! | `sls` | SGD + stochastic Armijo line search, Vaswani et al. 2019 ([`Sls`]) | backtracks + 1 forward (≤ 100) |
 
 pub mod adam;
 pub mod api;
 pub mod config;
+pub mod hypergradient;
 pub mod lossgrad;
 pub mod schedule;
 pub mod sgd;
+pub mod sls;
+pub mod sps;
 pub mod vector;
+pub mod wngrad;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -42,10 +51,14 @@ pub(crate) mod testing;
 pub use adam::{Adam, AdamConfig};
 pub use api::{LossProbe, OptimizerState, StepInput, StepOutput, StepSizeOptimizer};
 pub use config::OptimizerConfig;
+pub use hypergradient::{AdamHd, AdamHdConfig, SgdHd, SgdHdConfig};
 pub use lossgrad::{LossGrad, LossGradConfig};
 pub use schedule::ScheduleConfig;
 pub use sgd::{Sgd, SgdConfig};
+pub use sls::{Sls, SlsConfig};
+pub use sps::{Sps, SpsConfig};
 pub use vector::ParamList;
+pub use wngrad::{WnGrad, WnGradConfig};
 
 /// Errors of this crate: bad settings (naming the config key) and mismatched saved state.
 #[derive(Debug, thiserror::Error)]
