@@ -27,11 +27,19 @@
 //! | `sgd` | SGD, heavy-ball momentum, coupled weight decay ([`Sgd`]) | none |
 //! | `adam` | Adam, PyTorch's form ([`Adam`]) | none |
 //! | `lossgrad` | LossGrad, Wójcik et al. Alg. 1 ([`LossGrad`]) | 1 forward |
+//! | `l4mom` | L4 on momentum, Rolínek & Martius Eqs. 3-7 ([`L4`]) | none |
+//! | `l4adam` | L4 on Adam, Rolínek & Martius Eqs. 3-7 ([`L4`]) | none |
+//! | `l4sgd` | L4 on plain SGD, Rolínek & Martius Eq. 3 with v = ∇L ([`L4`]) | none |
+//! | `adam_tf` | Adam, TensorFlow's form (ε added to the uncorrected √v) ([`AdamTf`]) | none |
+//! | `rmsprop` | RMSProp, PyTorch's form, Tieleman & Hinton 2012 ([`RmsProp`]) | none |
 
 pub mod adam;
+pub mod adam_tf;
 pub mod api;
 pub mod config;
+pub mod l4;
 pub mod lossgrad;
+pub mod rmsprop;
 pub mod sgd;
 pub mod vector;
 
@@ -39,9 +47,12 @@ pub mod vector;
 pub(crate) mod testing;
 
 pub use adam::{Adam, AdamConfig};
+pub use adam_tf::{AdamTf, AdamTfConfig};
 pub use api::{LossProbe, OptimizerState, StepInput, StepOutput, StepSizeOptimizer};
 pub use config::OptimizerConfig;
+pub use l4::{L4, L4AdamConfig, L4Direction, L4MomConfig, L4Settings, L4SgdConfig};
 pub use lossgrad::{LossGrad, LossGradConfig};
+pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 pub use vector::ParamList;
 
