@@ -32,12 +32,20 @@
 //! | `adam_hd` | Adam-HD, hypergradient descent, Baydin et al. 2018 ([`AdamHd`]) | none |
 //! | `sps` | SPS_max with a smoothed bound, Loizou et al. 2021 ([`Sps`]) | none |
 //! | `sls` | SGD + stochastic Armijo line search, Vaswani et al. 2019 ([`Sls`]) | backtracks + 1 forward (≤ 100) |
+//! | `l4mom` | L4 on momentum, Rolínek & Martius Eqs. 3-7 ([`L4`]) | none |
+//! | `l4adam` | L4 on Adam, Rolínek & Martius Eqs. 3-7 ([`L4`]) | none |
+//! | `l4sgd` | L4 on plain SGD, Rolínek & Martius Eq. 3 with v = ∇L ([`L4`]) | none |
+//! | `adam_tf` | Adam, TensorFlow's form (ε added to the uncorrected √v) ([`AdamTf`]) | none |
+//! | `rmsprop` | RMSProp, PyTorch's form, Tieleman & Hinton 2012 ([`RmsProp`]) | none |
 
 pub mod adam;
+pub mod adam_tf;
 pub mod api;
 pub mod config;
 pub mod hypergradient;
+pub mod l4;
 pub mod lossgrad;
+pub mod rmsprop;
 pub mod schedule;
 pub mod sgd;
 pub mod sls;
@@ -49,10 +57,13 @@ pub mod wngrad;
 pub(crate) mod testing;
 
 pub use adam::{Adam, AdamConfig};
+pub use adam_tf::{AdamTf, AdamTfConfig};
 pub use api::{LossProbe, OptimizerState, StepInput, StepOutput, StepSizeOptimizer};
 pub use config::OptimizerConfig;
 pub use hypergradient::{AdamHd, AdamHdConfig, SgdHd, SgdHdConfig};
+pub use l4::{L4, L4AdamConfig, L4Direction, L4MomConfig, L4Settings, L4SgdConfig};
 pub use lossgrad::{LossGrad, LossGradConfig};
+pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use schedule::ScheduleConfig;
 pub use sgd::{Sgd, SgdConfig};
 pub use sls::{Sls, SlsConfig};
