@@ -27,10 +27,12 @@
 //! | `sgd` | SGD, heavy-ball momentum, coupled weight decay ([`Sgd`]) | none |
 //! | `adam` | Adam, PyTorch's form ([`Adam`]) | none |
 //! | `lossgrad` | LossGrad, Wójcik et al. Alg. 1 ([`LossGrad`]) | 1 forward |
+//! | `gorti_ravaut` | Gorti & Ravaut adaptive η, Newton (Eq. 10) or gradient descent (Sec. 3.1) on η ([`GortiRavaut`]) | second order 5 forward; first order 1 forward + 1 backward (`same_batch`), 2 forward (`finite_difference`) or none (`next_batch`) |
 
 pub mod adam;
 pub mod api;
 pub mod config;
+pub mod gorti_ravaut;
 pub mod lossgrad;
 pub mod sgd;
 pub mod vector;
@@ -41,6 +43,9 @@ pub(crate) mod testing;
 pub use adam::{Adam, AdamConfig};
 pub use api::{LossProbe, OptimizerState, StepInput, StepOutput, StepSizeOptimizer};
 pub use config::OptimizerConfig;
+pub use gorti_ravaut::{
+    GortiRavaut, GortiRavautConfig, GortiRavautDerivative, GortiRavautOrder, GortiRavautProbe,
+};
 pub use lossgrad::{LossGrad, LossGradConfig};
 pub use sgd::{Sgd, SgdConfig};
 pub use vector::ParamList;
