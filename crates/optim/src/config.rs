@@ -67,6 +67,8 @@ optimizers! {
     RmsProp(RmsPropConfig) = "rmsprop" => RmsProp::new;
     /// `kind = "lossgrad"`: LossGrad, Alg. 1 ([`LossGrad`]).
     Lossgrad(LossGradConfig) = "lossgrad" => LossGrad::new;
+    /// `kind = "gorti_ravaut"`: Gorti-Ravaut learning-rate adaptation ([`GortiRavaut`]).
+    GortiRavaut(GortiRavautConfig) = "gorti_ravaut" => GortiRavaut::new;
     /// `kind = "l4mom"`: L4 on momentum ([`L4`]).
     L4Mom(L4MomConfig) = "l4mom" => L4::new;
     /// `kind = "l4adam"`: L4 on Adam ([`L4`]).

@@ -37,11 +37,13 @@
 //! | `l4sgd` | L4 on plain SGD, Rolínek & Martius Eq. 3 with v = ∇L ([`L4`]) | none |
 //! | `adam_tf` | Adam, TensorFlow's form (ε added to the uncorrected √v) ([`AdamTf`]) | none |
 //! | `rmsprop` | RMSProp, PyTorch's form, Tieleman & Hinton 2012 ([`RmsProp`]) | none |
+//! | `gorti_ravaut` | Gorti & Ravaut adaptive η, Newton (Eq. 10) or gradient descent (Sec. 3.1) on η ([`GortiRavaut`]) | second order 5 forward; first order 1 forward + 1 backward (`same_batch`), 2 forward (`finite_difference`) or none (`next_batch`) |
 
 pub mod adam;
 pub mod adam_tf;
 pub mod api;
 pub mod config;
+pub mod gorti_ravaut;
 pub mod hypergradient;
 pub mod l4;
 pub mod lossgrad;
@@ -60,6 +62,9 @@ pub use adam::{Adam, AdamConfig};
 pub use adam_tf::{AdamTf, AdamTfConfig};
 pub use api::{LossProbe, OptimizerState, StepInput, StepOutput, StepSizeOptimizer};
 pub use config::OptimizerConfig;
+pub use gorti_ravaut::{
+    GortiRavaut, GortiRavautConfig, GortiRavautDerivative, GortiRavautOrder, GortiRavautProbe,
+};
 pub use hypergradient::{AdamHd, AdamHdConfig, SgdHd, SgdHdConfig};
 pub use l4::{L4, L4AdamConfig, L4Direction, L4MomConfig, L4Settings, L4SgdConfig};
 pub use lossgrad::{LossGrad, LossGradConfig};
