@@ -27,12 +27,16 @@
 //! | `sgd` | SGD, heavy-ball momentum, coupled weight decay ([`Sgd`]) | none |
 //! | `adam` | Adam, PyTorch's form ([`Adam`]) | none |
 //! | `lossgrad` | LossGrad, Wójcik et al. Alg. 1 ([`LossGrad`]) | 1 forward |
+//! | `gd_tlr` | Trainable Learning Rate, GD form: efficient Alg. 2, naive Alg. 1, fixed-η App. D.4 ([`GdTlr`]) | none; `naive`: 1 forward + 1 backward |
+//! | `sgd_tlr` | Trainable Learning Rate, SGD extension Eq. 10 on momentum SGD ([`SgdTlr`]) | none |
+//! | `sgd_tlr_pl` | Trainable Learning Rate, SGD extension with one α per tensor ([`SgdTlrPerLayer`]) | none |
 
 pub mod adam;
 pub mod api;
 pub mod config;
 pub mod lossgrad;
 pub mod sgd;
+pub mod tlr;
 pub mod vector;
 
 #[cfg(test)]
@@ -43,6 +47,7 @@ pub use api::{LossProbe, OptimizerState, StepInput, StepOutput, StepSizeOptimize
 pub use config::OptimizerConfig;
 pub use lossgrad::{LossGrad, LossGradConfig};
 pub use sgd::{Sgd, SgdConfig};
+pub use tlr::{GdTlr, GdTlrConfig, GdTlrVariant, SgdTlr, SgdTlrConfig, SgdTlrPerLayer};
 pub use vector::ParamList;
 
 /// Errors of this crate: bad settings (naming the config key) and mismatched saved state.
