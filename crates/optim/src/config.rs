@@ -75,6 +75,12 @@ optimizers! {
     L4Adam(L4AdamConfig) = "l4adam" => L4::new;
     /// `kind = "l4sgd"`: L4 on plain gradients ([`L4`]).
     L4Sgd(L4SgdConfig) = "l4sgd" => L4::new;
+    /// `kind = "gd_tlr"`: Trainable Learning Rate on plain GD ([`GdTlr`]).
+    GdTlr(GdTlrConfig) = "gd_tlr" => GdTlr::new;
+    /// `kind = "sgd_tlr"`: Trainable Learning Rate on momentum SGD, Eq. 10 ([`SgdTlr`]).
+    SgdTlr(SgdTlrConfig) = "sgd_tlr" => SgdTlr::new;
+    /// `kind = "sgd_tlr_pl"`: per-layer Trainable Learning Rate ([`SgdTlrPerLayer`]).
+    SgdTlrPl(SgdTlrConfig) = "sgd_tlr_pl" => SgdTlrPerLayer::new;
     /// `kind = "wngrad"`: WNGrad ([`WnGrad`]).
     WnGrad(WnGradConfig) = "wngrad" => WnGrad::new;
     /// `kind = "sgd_hd"`: SGD with hypergradient descent on the rate ([`SgdHd`]).

@@ -38,6 +38,9 @@
 //! | `adam_tf` | Adam, TensorFlow's form (ε added to the uncorrected √v) ([`AdamTf`]) | none |
 //! | `rmsprop` | RMSProp, PyTorch's form, Tieleman & Hinton 2012 ([`RmsProp`]) | none |
 //! | `gorti_ravaut` | Gorti & Ravaut adaptive η, Newton (Eq. 10) or gradient descent (Sec. 3.1) on η ([`GortiRavaut`]) | second order 5 forward; first order 1 forward + 1 backward (`same_batch`), 2 forward (`finite_difference`) or none (`next_batch`) |
+//! | `gd_tlr` | Trainable Learning Rate, GD form: efficient Alg. 2, naive Alg. 1, fixed-η App. D.4 ([`GdTlr`]) | none; `naive`: 1 forward + 1 backward |
+//! | `sgd_tlr` | Trainable Learning Rate, SGD extension Eq. 10 on momentum SGD ([`SgdTlr`]) | none |
+//! | `sgd_tlr_pl` | Trainable Learning Rate, SGD extension with one α per tensor ([`SgdTlrPerLayer`]) | none |
 
 pub mod adam;
 pub mod adam_tf;
@@ -52,6 +55,7 @@ pub mod schedule;
 pub mod sgd;
 pub mod sls;
 pub mod sps;
+pub mod tlr;
 pub mod vector;
 pub mod wngrad;
 
@@ -73,6 +77,7 @@ pub use schedule::ScheduleConfig;
 pub use sgd::{Sgd, SgdConfig};
 pub use sls::{Sls, SlsConfig};
 pub use sps::{Sps, SpsConfig};
+pub use tlr::{GdTlr, GdTlrConfig, GdTlrVariant, SgdTlr, SgdTlrConfig, SgdTlrPerLayer};
 pub use vector::ParamList;
 pub use wngrad::{WnGrad, WnGradConfig};
 

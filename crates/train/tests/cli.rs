@@ -583,3 +583,65 @@ epochs = 20
     assert_eq!(steps.len(), 20);
     assert!(steps[19][2] < steps[0][2], "SGD lowers the summed loss");
 }
+
+#[test]
+fn gorti_ravaut_validation_probes_need_a_hold_out_and_f32_finite_differences_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = regression_config(
+        dir.path(),
+        "kind = \"gorti_ravaut\"\nlr = 0.01\nprobe = \"validation\"",
+        "",
+    );
+    let out = train(&["--config", cfg.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("data.validation_fraction"),
+        "{}",
+        stderr(&out)
+    );
+    let out = train(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            "data.validation_fraction=0.2",
+            "--set",
+            "data.batch_size=8",
+            "--set",
+            "training.epochs=2",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("warning"),
+        "f64 run: {}",
+        stderr(&out)
+    );
+    let (header, rows) = read_csv(&dir.path().join("results/exp/steps.csv"));
+    assert_eq!(&header[4..], ["eta", "d_eta", "d2_eta"]);
+    assert_eq!(rows.len(), 8, "32 training rows in batches of 8, 2 epochs");
+    // The lr column of each step is the eta the previous step chose.
+    for pair in rows.windows(2) {
+        assert_eq!(pair[1][3], pair[0][4]);
+    }
+    let out = train(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            "optimizer.probe=\"train_batch\"",
+            "--set",
+            "run.precision=\"f32\"",
+            "--set",
+            "training.epochs=1",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning") && stderr(&out).contains("f64"),
+        "{}",
+        stderr(&out)
+    );
+}
