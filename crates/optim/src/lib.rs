@@ -27,6 +27,7 @@
 //! | `sgd` | SGD, heavy-ball momentum, coupled weight decay ([`Sgd`]) | none |
 //! | `adam` | Adam, PyTorch's form ([`Adam`]) | none |
 //! | `lossgrad` | LossGrad, Wójcik et al. Alg. 1 ([`LossGrad`]) | 1 forward |
+//! | `yellowfin` | YellowFin, Zhang & Mitliagkas Alg. 1-4 ([`YellowFin`]) | none |
 
 pub mod adam;
 pub mod api;
@@ -34,6 +35,7 @@ pub mod config;
 pub mod lossgrad;
 pub mod sgd;
 pub mod vector;
+pub mod yellowfin;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -44,6 +46,7 @@ pub use config::OptimizerConfig;
 pub use lossgrad::{LossGrad, LossGradConfig};
 pub use sgd::{Sgd, SgdConfig};
 pub use vector::ParamList;
+pub use yellowfin::{YellowFin, YellowFinConfig};
 
 /// Errors of this crate: bad settings (naming the config key) and mismatched saved state.
 #[derive(Debug, thiserror::Error)]
