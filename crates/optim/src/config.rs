@@ -81,6 +81,8 @@ optimizers! {
     SgdTlr(SgdTlrConfig) = "sgd_tlr" => SgdTlr::new;
     /// `kind = "sgd_tlr_pl"`: per-layer Trainable Learning Rate ([`SgdTlrPerLayer`]).
     SgdTlrPl(SgdTlrConfig) = "sgd_tlr_pl" => SgdTlrPerLayer::new;
+    /// `kind = "yellowfin"`: YellowFin, momentum SGD with tuned rate and momentum ([`YellowFin`]).
+    YellowFin(YellowFinConfig) = "yellowfin" => YellowFin::new;
     /// `kind = "wngrad"`: WNGrad ([`WnGrad`]).
     WnGrad(WnGradConfig) = "wngrad" => WnGrad::new;
     /// `kind = "sgd_hd"`: SGD with hypergradient descent on the rate ([`SgdHd`]).

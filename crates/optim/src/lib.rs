@@ -41,6 +41,7 @@
 //! | `gd_tlr` | Trainable Learning Rate, GD form: efficient Alg. 2, naive Alg. 1, fixed-η App. D.4 ([`GdTlr`]) | none; `naive`: 1 forward + 1 backward |
 //! | `sgd_tlr` | Trainable Learning Rate, SGD extension Eq. 10 on momentum SGD ([`SgdTlr`]) | none |
 //! | `sgd_tlr_pl` | Trainable Learning Rate, SGD extension with one α per tensor ([`SgdTlrPerLayer`]) | none |
+//! | `yellowfin` | YellowFin, Zhang & Mitliagkas Alg. 1-4 ([`YellowFin`]) | none |
 
 pub mod adam;
 pub mod adam_tf;
@@ -58,6 +59,7 @@ pub mod sps;
 pub mod tlr;
 pub mod vector;
 pub mod wngrad;
+pub mod yellowfin;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -80,6 +82,7 @@ pub use sps::{Sps, SpsConfig};
 pub use tlr::{GdTlr, GdTlrConfig, GdTlrVariant, SgdTlr, SgdTlrConfig, SgdTlrPerLayer};
 pub use vector::ParamList;
 pub use wngrad::{WnGrad, WnGradConfig};
+pub use yellowfin::{YellowFin, YellowFinConfig};
 
 /// Errors of this crate: bad settings (naming the config key) and mismatched saved state.
 #[derive(Debug, thiserror::Error)]
