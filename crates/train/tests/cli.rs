@@ -645,3 +645,58 @@ fn gorti_ravaut_validation_probes_need_a_hold_out_and_f32_finite_differences_war
         stderr(&out)
     );
 }
+
+#[test]
+fn every_optimizer_kind_trains_a_step_on_every_cpu_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = regression_config(dir.path(), "kind = \"sgd\"", "max_steps = 2");
+    for backend in ["ndarray", "flex"] {
+        for kind in steplab_optim::OptimizerConfig::KINDS {
+            let out_dir = format!("runs/{backend}_{kind}");
+            let out = train(
+                &[
+                    "--config",
+                    cfg.to_str().unwrap(),
+                    "--set",
+                    &format!("optimizer.kind=\"{kind}\""),
+                    "--set",
+                    &format!("run.backend=\"{backend}\""),
+                    "--set",
+                    "run.precision=\"f32\"",
+                    "--set",
+                    "data.batch_size=10",
+                    "--out",
+                    &out_dir,
+                ],
+                dir.path(),
+            );
+            assert!(
+                out.status.success(),
+                "{kind} on {backend}: {}",
+                stderr(&out)
+            );
+            let (header, rows) = read_csv(&dir.path().join(&out_dir).join("steps.csv"));
+            assert_eq!(&header[..4], ["step", "epoch", "loss", "lr"], "{kind}");
+            assert_eq!(rows.len(), 2, "{kind} on {backend}");
+            assert!(
+                rows.iter().all(|r| r[2].is_finite()),
+                "{kind} on {backend}: {rows:?}"
+            );
+            let per_layer = dir.path().join(&out_dir).join("layers.csv");
+            assert_eq!(
+                per_layer.exists(),
+                *kind == "sgd_tlr_pl",
+                "{kind}: layers.csv"
+            );
+            if per_layer.exists() {
+                let (header, rows) = read_csv(&per_layer);
+                assert_eq!(
+                    header,
+                    ["step", "epoch", "layers.0.weight", "layers.0.bias"]
+                );
+                assert_eq!(rows.len(), 2);
+                assert!(rows.iter().all(|r| r[2] > 0.0 && r[3] > 0.0));
+            }
+        }
+    }
+}
