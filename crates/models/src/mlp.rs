@@ -64,6 +64,10 @@ pub struct MlpConfig {
     /// Reduction of a squared-error loss (regression, reconstruction).
     #[serde(default)]
     pub loss_reduction: Reduction,
+    /// Start the output layer (weights and bias) at zero, whatever `init` says (the L4 paper's
+    /// MNIST net: Xavier hidden layers, zero output layer).
+    #[serde(default)]
+    pub zero_output_layer: bool,
 }
 
 impl MlpConfig {
@@ -81,6 +85,7 @@ impl MlpConfig {
             bias: true,
             init: (self.init, self.init_std, self.init_bias),
             reduction: self.loss_reduction,
+            zero_output: self.zero_output_layer,
         })
     }
 }
@@ -125,6 +130,7 @@ impl AutoencoderConfig {
             bias: true,
             init: (self.init, self.init_std, self.init_bias),
             reduction: self.loss_reduction,
+            zero_output: false,
         })
     }
 }
@@ -161,6 +167,7 @@ impl LinearConfig {
             bias: self.bias,
             init: (self.init, self.init_std, self.init_bias),
             reduction: self.loss_reduction,
+            zero_output: false,
         })
     }
 }
@@ -202,6 +209,7 @@ impl BadRegressionConfig {
             bias: false,
             init: (InitScheme::Normal, self.init_std, 0.0),
             reduction: self.loss_reduction,
+            zero_output: false,
         })
     }
 }
@@ -224,6 +232,7 @@ struct MlpShape<'a> {
     bias: bool,
     init: (InitScheme, f64, f64),
     reduction: Reduction,
+    zero_output: bool,
 }
 
 /// A stack of dense layers `x·W + b`; weights are stored `[in, out]`.
@@ -263,7 +272,11 @@ impl Mlp {
         let layers: Vec<(usize, usize)> = widths.windows(2).map(|w| (w[0], w[1])).collect();
         let mut specs = Vec::new();
         for (i, &(fan_in, fan_out)) in layers.iter().enumerate() {
+            let output_layer = i + 1 == layers.len();
             let (w_init, b_init) = match scheme {
+                _ if output_layer && shape.zero_output => {
+                    (Init::Constant(0.0), Init::Constant(0.0))
+                }
                 InitScheme::Default => {
                     let bound = 1.0 / (fan_in as f64).sqrt();
                     (Init::Uniform { bound }, Init::Uniform { bound })
@@ -425,6 +438,21 @@ mod tests {
                     .all(|x| *x == 0.0)
             );
         }
+    }
+
+    #[test]
+    fn l4_mnist_net_starts_with_a_zero_output_layer() {
+        let model = parse(
+            "kind = \"mlp\"\nhidden = [300, 100]\ninit = \"xavier\"\nzero_output_layer = true",
+        )
+        .build(784, Task::Classification { classes: 10 })
+        .unwrap();
+        assert_eq!(model.num_params(), 266_610);
+        let inits: Vec<Init> = model.param_specs().iter().map(|s| s.init).collect();
+        let bound = (6.0 / (784.0 + 300.0_f64)).sqrt();
+        assert_eq!(inits[0], Init::Uniform { bound });
+        assert_eq!(inits[4], Init::Constant(0.0));
+        assert_eq!(inits[5], Init::Constant(0.0));
     }
 
     #[test]
