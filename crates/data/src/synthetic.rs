@@ -103,16 +103,18 @@ fn orthonormal_columns(rows: usize, cols: usize, rng: &mut impl Rng) -> Vec<f64>
         .map(|_| (0..rows).map(|_| standard_normal(rng)).collect())
         .collect();
     for k in 0..cols {
+        let (done, rest) = q.split_at_mut(k);
+        let column = &mut rest[0];
         for _ in 0..2 {
-            for j in 0..k {
-                let proj: f64 = (0..rows).map(|r| q[k][r] * q[j][r]).sum();
-                for r in 0..rows {
-                    q[k][r] -= proj * q[j][r];
+            for previous in done.iter() {
+                let proj: f64 = column.iter().zip(previous).map(|(a, b)| a * b).sum();
+                for (value, p) in column.iter_mut().zip(previous) {
+                    *value -= proj * p;
                 }
             }
         }
-        let norm = q[k].iter().map(|x| x * x).sum::<f64>().sqrt();
-        for value in &mut q[k] {
+        let norm = column.iter().map(|x| x * x).sum::<f64>().sqrt();
+        for value in column.iter_mut() {
             *value /= norm;
         }
     }

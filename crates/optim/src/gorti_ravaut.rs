@@ -495,6 +495,7 @@ impl StepSizeOptimizer for GortiRavaut {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)] // index loops mirror the equations
 mod tests {
     use burn::Tensor;
     use burn::tensor::TensorData;

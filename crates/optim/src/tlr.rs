@@ -970,7 +970,7 @@ mod tests {
         let (mut below, mut above, mut capped) = (0, 0, 0);
         for k in 0..20_000 {
             let n = 1 + k % 7;
-            let scale = 10f64.powi((k % 13) as i32 - 6);
+            let scale = 10f64.powi((k % 13) - 6);
             let g: Vec<f64> = (0..n).map(|_| uniform()).collect();
             let prev: Vec<f64> = match k % 4 {
                 // Opposite directions with a larger previous gradient: p < 0, p/4q → −1/4.

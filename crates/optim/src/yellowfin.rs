@@ -310,9 +310,12 @@ fn single_step(est: &Estimates) -> Option<(f64, f64)> {
         variance,
         distance,
     } = *est;
-    if !(h_min > 0.0 && h_min.is_finite() && h_max.is_finite())
-        || !(variance.is_finite() && distance.is_finite())
-    {
+    let usable = h_min > 0.0
+        && h_min.is_finite()
+        && h_max.is_finite()
+        && variance.is_finite()
+        && distance.is_finite();
+    if !usable {
         return None;
     }
     // ((√κ − 1)/(√κ + 1))² with κ = h_max/h_min, written without the ratio so it cannot overflow.
@@ -379,11 +382,11 @@ impl StepSizeOptimizer for YellowFin {
         }
         let t = self.t + 1;
         let est = self.update_statistics(t, h, grad_avg_sq_norm);
-        if t >= 2 {
-            if let Some((mu_t, lr_t)) = single_step(&est) {
-                self.mu = beta * self.mu + (1.0 - beta) * mu_t;
-                self.lr = beta * self.lr + (1.0 - beta) * lr_t;
-            }
+        if t >= 2
+            && let Some((mu_t, lr_t)) = single_step(&est)
+        {
+            self.mu = beta * self.mu + (1.0 - beta) * mu_t;
+            self.lr = beta * self.lr + (1.0 - beta) * lr_t;
         }
         let (lr, mu) = (self.lr, self.mu);
         let step = match &self.velocity {
@@ -476,6 +479,7 @@ impl StepSizeOptimizer for YellowFin {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)] // index loops mirror the equations
 mod tests {
     use super::*;
     use crate::testing::{Quadratic, device, list, step_with, values};

@@ -1,9 +1,12 @@
 //! `train bench`: training steps/s of LossGrad's MNIST MLP (784-500-300-100-10, batch 100, f32)
 //! per CPU backend and optimizer, with peak memory, beside PyTorch on the same machine.
 //!
-//! Each (backend, optimizer) pair runs in its own child process, so its peak resident memory is
-//! its own. Inputs are random (seeded); the step is the trainer's own (forward, backward,
-//! optimizer step with its probes). Ratios are taken within one run: machines are noisy.
+//! Each (backend, method) pair runs in its own child process. A method is timed together with
+//! the method it is compared with (its *base*: SGD, momentum SGD or Adam) and, where its goal
+//! allows extra forward passes, a bare forward pass: rounds of the three alternate in one
+//! process and the ratio is the median of the per-round ratios, so drift and noise of the
+//! machine cancel. Inputs are random (seeded); the step is the trainer's own (forward,
+//! backward, optimizer step with its probes).
 
 use std::process::Command;
 use std::time::Instant;
@@ -12,8 +15,8 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use steplab_models::{Mode, ModelConfig, Target, Task, init_params};
-use steplab_optim::{OptimizerConfig, StepInput};
+use steplab_models::{Mode, Model, ModelConfig, Target, Task, init_params};
+use steplab_optim::{LossProbe, OptimizerConfig, StepInput};
 
 use crate::backend::{self, Compute};
 use crate::config::{BackendKind, Precision};
@@ -23,16 +26,17 @@ use crate::trainer::{BatchProbe, loss_and_grad};
 /// Arguments of `train bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Timed steps per round.
-    #[arg(long, default_value_t = 100)]
+    /// Timed steps per method, split over the rounds.
+    #[arg(long, default_value_t = 300)]
     pub steps: usize,
-    /// Rounds; the median round is reported.
-    #[arg(long, default_value_t = 3)]
+    /// Rounds (alternating between a method and its base); medians are reported.
+    #[arg(long, default_value_t = 15)]
     pub rounds: usize,
     /// Backends to measure (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = default_backends())]
     pub backends: Vec<String>,
-    /// Optimizers to measure (comma-separated `kind` names).
+    /// Methods to measure (comma-separated names of the method table printed by
+    /// `--optimizers list`, or `all`).
     #[arg(long, value_delimiter = ',', default_values_t = vec!["sgd".to_string(), "lossgrad".to_string()])]
     pub optimizers: Vec<String>,
     /// Also run `scripts/bench_pytorch.sh` (creates a venv with CPU PyTorch on first use).
@@ -54,14 +58,165 @@ fn default_backends() -> Vec<String> {
     all
 }
 
-/// One measurement.
+/// A benchmarked method: its name in the table, its `[optimizer]` TOML, the method whose step
+/// it is compared with, and the forward passes it may add to that base (the goals).
+struct Method {
+    name: &'static str,
+    toml: &'static str,
+    base: &'static str,
+    extra_forwards: u32,
+}
+
+/// Every method of the benchmark, each against its base (goal: within 5 % of the base's step
+/// time plus `extra_forwards` forward passes).
+const METHODS: &[Method] = &[
+    Method {
+        name: "sgd",
+        toml: "kind = \"sgd\"\nlr = 0.01",
+        base: "sgd",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "msgd",
+        toml: "kind = \"sgd\"\nlr = 0.01\nmomentum = 0.9",
+        base: "msgd",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "adam",
+        toml: "kind = \"adam\"",
+        base: "adam",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "lossgrad",
+        toml: "kind = \"lossgrad\"",
+        base: "sgd",
+        extra_forwards: 1,
+    },
+    Method {
+        name: "gr_second",
+        toml: "kind = \"gorti_ravaut\"\norder = \"second\"",
+        base: "sgd",
+        extra_forwards: 5,
+    },
+    Method {
+        name: "gd_tlr",
+        toml: "kind = \"gd_tlr\"",
+        base: "sgd",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "sgd_tlr",
+        toml: "kind = \"sgd_tlr\"",
+        base: "msgd_wd",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "sgd_tlr_pl",
+        toml: "kind = \"sgd_tlr_pl\"",
+        base: "msgd_wd",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "msgd_wd",
+        toml: "kind = \"sgd\"\nlr = 0.01\nmomentum = 0.8\nweight_decay = 5e-4",
+        base: "msgd_wd",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "wngrad",
+        toml: "kind = \"wngrad\"",
+        base: "sgd",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "sps",
+        toml: "kind = \"sps\"",
+        base: "sgd",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "sgd_hd",
+        toml: "kind = \"sgd_hd\"",
+        base: "sgd",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "l4mom",
+        toml: "kind = \"l4mom\"",
+        base: "msgd",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "l4adam",
+        toml: "kind = \"l4adam\"",
+        base: "adam",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "adam_hd",
+        toml: "kind = \"adam_hd\"",
+        base: "adam",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "adam_tf",
+        toml: "kind = \"adam_tf\"",
+        base: "adam",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "rmsprop",
+        toml: "kind = \"rmsprop\"",
+        base: "adam",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "yellowfin",
+        toml: "kind = \"yellowfin\"",
+        base: "msgd",
+        extra_forwards: 0,
+    },
+    Method {
+        name: "sls",
+        toml: "kind = \"sls\"",
+        base: "sgd",
+        extra_forwards: 1,
+    },
+    Method {
+        name: "forward",
+        toml: "",
+        base: "forward",
+        extra_forwards: 0,
+    },
+];
+
+fn method(name: &str) -> Result<&'static Method> {
+    METHODS.iter().find(|m| m.name == name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown benchmark method `{name}`; known: {}, all",
+            METHODS
+                .iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// What one child process measured: a method, and the ratio of its step time to its base's.
 #[derive(Debug, Clone)]
 struct Figure {
-    source: String,
     backend: String,
-    optimizer: String,
+    method: String,
     steps_per_s: f64,
     peak_mib: f64,
+    base: Option<String>,
+    /// Median over rounds of (method step time / base step time).
+    ratio: Option<f64>,
+    /// Median over rounds of (forward pass time / base step time).
+    forward_ratio: Option<f64>,
 }
 
 /// Runs the benchmark and prints its table.
@@ -70,10 +225,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         return child(&pair[0], &pair[1], args.steps, args.rounds);
     }
     let exe = std::env::current_exe().context("cannot locate the train binary")?;
+    let mut methods: Vec<&'static Method> = Vec::new();
+    for name in &args.optimizers {
+        if name == "all" {
+            methods.extend(METHODS.iter().filter(|m| m.name != "forward"));
+        } else {
+            methods.push(method(name)?);
+        }
+    }
     let mut figures = Vec::new();
     for backend in &args.backends {
-        for optimizer in &args.optimizers {
-            eprintln!("measuring {optimizer} on {backend} ...");
+        for m in &methods {
+            eprintln!("measuring {} on {backend} ...", m.name);
             let out = Command::new(&exe)
                 .args([
                     "bench",
@@ -82,25 +245,28 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     "--rounds",
                     &args.rounds.to_string(),
                 ])
-                .args(["--child", backend, optimizer])
+                .args(["--child", backend, m.name])
                 .output()
                 .context("cannot run the benchmark child process")?;
             if !out.status.success() {
                 bail!(
-                    "{optimizer} on {backend} failed: {}",
+                    "{} on {backend} failed: {}",
+                    m.name,
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            figures.extend(parse_lines(&String::from_utf8_lossy(&out.stdout)));
+            figures.extend(parse_line(&String::from_utf8_lossy(&out.stdout)));
         }
     }
+    let mut torch = Vec::new();
     if args.pytorch {
         eprintln!("measuring PyTorch (scripts/bench_pytorch.sh) ...");
+        let per_round = args.steps.div_ceil(args.rounds.max(1)).max(1);
         let out = Command::new("bash")
             .args([
                 "scripts/bench_pytorch.sh",
                 "--steps",
-                &args.steps.to_string(),
+                &per_round.to_string(),
                 "--rounds",
                 &args.rounds.to_string(),
             ])
@@ -112,62 +278,88 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        figures.extend(parse_lines(&String::from_utf8_lossy(&out.stdout)));
+        torch = parse_torch(&String::from_utf8_lossy(&out.stdout));
     }
-    print_table(&figures);
+    print_table(&figures, &torch);
     Ok(())
 }
 
-/// Parses `steplab,<backend>,<optimizer>,<steps/s>,<MiB>` and `pytorch,<optimizer>,<steps/s>,<MiB>`.
-fn parse_lines(text: &str) -> Vec<Figure> {
+/// Parses the child's `steplab,<backend>,<method>,<steps/s>,<MiB>,<base>,<ratio>,<fwd ratio>`.
+fn parse_line(text: &str) -> Option<Figure> {
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.trim().split(',').collect();
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let num = |s: &str| s.parse::<f64>().ok();
+        match f.as_slice() {
+            ["steplab", b, m, s, mib, base, r, fr] => Some(Figure {
+                backend: b.to_string(),
+                method: m.to_string(),
+                steps_per_s: s.parse().ok()?,
+                peak_mib: mib.parse().ok()?,
+                base: opt(base),
+                ratio: num(r),
+                forward_ratio: num(fr),
+            }),
+            _ => None,
+        }
+    })
+}
+
+/// Parses `pytorch,<method>,<steps/s>,<MiB>` lines.
+fn parse_torch(text: &str) -> Vec<(String, f64, f64)> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.trim().split(',').collect();
             match f.as_slice() {
-                ["steplab", b, o, s, m] => Some(Figure {
-                    source: "steplab".into(),
-                    backend: b.to_string(),
-                    optimizer: o.to_string(),
-                    steps_per_s: s.parse().ok()?,
-                    peak_mib: m.parse().ok()?,
-                }),
-                ["pytorch", o, s, m] => Some(Figure {
-                    source: "pytorch".into(),
-                    backend: "torch-cpu".into(),
-                    optimizer: o.to_string(),
-                    steps_per_s: s.parse().ok()?,
-                    peak_mib: m.parse().ok()?,
-                }),
+                ["pytorch", m, s, mib] => Some((m.to_string(), s.parse().ok()?, mib.parse().ok()?)),
                 _ => None,
             }
         })
         .collect()
 }
 
-fn print_table(figures: &[Figure]) {
-    let torch_sgd = figures
-        .iter()
-        .find(|f| f.source == "pytorch" && f.optimizer == "sgd")
-        .map(|f| f.steps_per_s);
+fn print_table(figures: &[Figure], torch: &[(String, f64, f64)]) {
+    let torch_sgd = torch.iter().find(|t| t.0 == "sgd").map(|t| t.1);
     println!("MNIST MLP 784-500-300-100-10, batch 100, f32, training steps/s (median of rounds)");
     println!(
-        "{:<10} {:<10} {:>9} {:>9} {:>12} {:>13}",
-        "backend", "optimizer", "steps/s", "peak MiB", "x torch SGD", "step / SGD's"
+        "{:<8} {:<11} {:>8} {:>9} {:>8} {:<8} {:>9} {:>8}  goal",
+        "backend", "method", "steps/s", "peak MiB", "x torch", "base", "step/base", "allowed"
     );
     for f in figures {
-        let own_sgd = figures
-            .iter()
-            .find(|g| g.backend == f.backend && g.optimizer == "sgd")
-            .map(|g| g.steps_per_s);
         let vs_torch = torch_sgd
             .map(|t| format!("{:.2}", f.steps_per_s / t))
             .unwrap_or_else(|| "-".into());
-        let vs_sgd = own_sgd
-            .map(|s| format!("{:.2}", s / f.steps_per_s))
+        let spec = METHODS.iter().find(|m| m.name == f.method);
+        let (ratio, allowed, goal) = match (spec, f.ratio) {
+            (Some(m), Some(ratio)) => {
+                let extra = m.extra_forwards as f64 * f.forward_ratio.unwrap_or(0.0);
+                // Within 5 % of the base's step plus the allowed forward passes.
+                let allowed = (1.0 + extra) * 1.05;
+                let verdict = if ratio <= allowed { "met" } else { "NOT met" };
+                (format!("{ratio:.3}"), format!("{allowed:.3}"), verdict)
+            }
+            _ => ("-".into(), "-".into(), ""),
+        };
+        println!(
+            "{:<8} {:<11} {:>8.1} {:>9.0} {:>8} {:<8} {:>9} {:>8}  {}",
+            f.backend,
+            f.method,
+            f.steps_per_s,
+            f.peak_mib,
+            vs_torch,
+            f.base.as_deref().unwrap_or("-"),
+            ratio,
+            allowed,
+            goal
+        );
+    }
+    for (method, sps, mib) in torch {
+        let vs = torch_sgd
+            .map(|t| format!("{:.2}", sps / t))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<10} {:<10} {:>9.1} {:>9.0} {:>12} {:>13}",
-            f.backend, f.optimizer, f.steps_per_s, f.peak_mib, vs_torch, vs_sgd
+            "{:<8} {:<11} {:>8.1} {:>9.0} {:>8}",
+            "torch", method, sps, mib, vs
         );
     }
 }
@@ -206,48 +398,124 @@ fn random_batches(compute: &Compute, count: usize) -> Vec<Batch> {
         .collect()
 }
 
-fn child(backend: &str, optimizer: &str, steps: usize, rounds: usize) -> Result<()> {
+/// One timed method in a child process: its optimizer (none for the bare forward pass) and its
+/// own weights.
+struct Runner {
+    optimizer: Option<Box<dyn steplab_optim::StepSizeOptimizer>>,
+    params: Vec<Tensor<1>>,
+    at: usize,
+    /// Seconds per step of each round.
+    times: Vec<f64>,
+}
+
+impl Runner {
+    fn new(spec: &Method, model: &dyn Model, compute: &Compute) -> Result<Self> {
+        let optimizer = if spec.name == "forward" {
+            None
+        } else {
+            let config: OptimizerConfig = toml::from_str(spec.toml)?;
+            let mut opt = config.build()?;
+            opt.begin_epoch(1, 600);
+            Some(opt)
+        };
+        Ok(Self {
+            optimizer,
+            params: init_params(model.param_specs(), 0, &compute.device, compute.dtype),
+            at: 0,
+            times: Vec::new(),
+        })
+    }
+
+    /// Runs `n` steps (or forward passes) and returns the seconds per step.
+    fn run(&mut self, n: usize, model: &dyn Model, batches: &[Batch]) -> f64 {
+        let started = Instant::now();
+        for _ in 0..n {
+            let batch = &batches[self.at % batches.len()];
+            self.at += 1;
+            let mut probe = BatchProbe { model, batch };
+            match &mut self.optimizer {
+                None => {
+                    let _ = probe.loss_at(&self.params);
+                }
+                Some(opt) => {
+                    let (loss, grads, _) = loss_and_grad(model, &self.params, batch, Mode::Train);
+                    let params = std::mem::take(&mut self.params);
+                    self.params = opt
+                        .step(StepInput {
+                            params,
+                            loss,
+                            grads,
+                            probe: &mut probe,
+                            holdout: None,
+                        })
+                        .params;
+                }
+            }
+        }
+        // Make sure queued work is done before the clock stops.
+        let _ = self.params[0].clone().sum().into_data();
+        started.elapsed().as_secs_f64() / n as f64
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn child(backend: &str, name: &str, steps: usize, rounds: usize) -> Result<()> {
     let compute = backend::compute(backend_kind(backend)?, Precision::F32)?;
     let model_config: ModelConfig = toml::from_str("kind = \"mlp\"\nhidden = [500, 300, 100]")?;
     let model = model_config.build(784, Task::Classification { classes: 10 })?;
     let model = model.as_ref();
-    let optimizer_config: OptimizerConfig =
-        toml::from_str(&format!("kind = \"{optimizer}\"\nlr = 0.01"))?;
-    let mut opt = optimizer_config.build()?;
     let batches = random_batches(&compute, 10);
-    let mut params = init_params(model.param_specs(), 0, &compute.device, compute.dtype);
-    let mut at = 0;
-    let mut run_steps = |n: usize, params: &mut Vec<Tensor<1>>| {
-        for _ in 0..n {
-            let batch = &batches[at % batches.len()];
-            at += 1;
-            let (loss, grads, _) = loss_and_grad(model, params, batch, Mode::Train);
-            let mut probe = BatchProbe { model, batch };
-            let current = std::mem::take(params);
-            *params = opt
-                .step(StepInput {
-                    params: current,
-                    loss,
-                    grads,
-                    probe: &mut probe,
-                    holdout: None,
-                })
-                .params;
-        }
-        // Make sure queued work is done before the clock stops.
-        let _ = params[0].clone().sum().into_data();
-    };
-    run_steps(10, &mut params); // warm-up
-    let mut rates = Vec::new();
-    for _ in 0..rounds.max(1) {
-        let t = Instant::now();
-        run_steps(steps, &mut params);
-        rates.push(steps as f64 / t.elapsed().as_secs_f64());
+    let spec = method(name)?;
+    let mut specs = vec![spec];
+    if spec.base != spec.name {
+        specs.push(method(spec.base)?);
     }
-    rates.sort_by(|a, b| a.total_cmp(b));
-    let median = rates[rates.len() / 2];
+    if spec.extra_forwards > 0 {
+        specs.push(method("forward")?);
+    }
+    let mut runners = specs
+        .iter()
+        .map(|s| Runner::new(s, model, &compute))
+        .collect::<Result<Vec<_>>>()?;
+    for runner in &mut runners {
+        runner.run(10, model, &batches); // warm-up
+    }
+    // Rounds alternate between the runners so that the machine's drift hits all of them.
+    let per_round = steps.div_ceil(rounds.max(1)).max(1);
+    for _ in 0..rounds.max(1) {
+        for runner in &mut runners {
+            let t = runner.run(per_round, model, &batches);
+            runner.times.push(t);
+        }
+    }
+    let own = median(runners[0].times.clone());
+    let ratio_to_base = |which: usize| {
+        median(
+            runners[which]
+                .times
+                .iter()
+                .zip(&runners[1].times)
+                .map(|(a, b)| a / b)
+                .collect(),
+        )
+    };
+    let (base, ratio, forward_ratio) = if runners.len() > 1 {
+        let forward = (runners.len() > 2).then(|| format!("{:.4}", ratio_to_base(2)));
+        (
+            spec.base,
+            format!("{:.4}", ratio_to_base(0)),
+            forward.unwrap_or_default(),
+        )
+    } else {
+        ("", String::new(), String::new())
+    };
     println!(
-        "steplab,{backend},{optimizer},{median:.3},{:.1}",
+        "steplab,{backend},{name},{:.3},{:.1},{base},{ratio},{forward_ratio}",
+        1.0 / own,
         peak_rss_mib()
     );
     Ok(())
