@@ -42,6 +42,10 @@ pub fn compute(backend: BackendKind, precision: Precision) -> Result<Compute, Co
             ));
         }
     };
+    #[cfg(feature = "wgpu")]
+    if backend == BackendKind::Wgpu {
+        check_adapter(&device)?;
+    }
     let (dtype, float) = match precision {
         Precision::F32 => (DType::F32, FloatDType::F32),
         Precision::F64 => (DType::F64, FloatDType::F64),
@@ -58,6 +62,25 @@ pub fn compute(backend: BackendKind, precision: Precision) -> Result<Compute, Co
     let mut configured = device.clone();
     let _ = configured.configure(float);
     Ok(Compute { device, dtype })
+}
+
+/// Fails with a clear message when wgpu finds no adapter (its first use panics otherwise).
+#[cfg(feature = "wgpu")]
+fn check_adapter(device: &Device) -> Result<(), ConfigError> {
+    let probe = device.clone();
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let found = std::panic::catch_unwind(move || probe.supports_dtype(DType::F32)).is_ok();
+    std::panic::set_hook(quiet);
+    if found {
+        Ok(())
+    } else {
+        Err(ConfigError::key(
+            "run.backend",
+            "wgpu found no usable graphics adapter (without a GPU, Mesa's software Vulkan \
+             driver provides one: `apt-get install mesa-vulkan-drivers`)",
+        ))
+    }
 }
 
 /// The config name of a backend.

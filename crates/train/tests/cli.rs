@@ -700,3 +700,60 @@ fn every_optimizer_kind_trains_a_step_on_every_cpu_backend() {
         }
     }
 }
+
+/// wgpu (on a GPU, or on Mesa's software Vulkan without one) trains the same steps as flex.
+/// Skipped when no adapter exists, unless `STEPLAB_REQUIRE_WGPU` is set (CI sets it).
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_trains_the_same_steps_as_flex() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = regression_config(dir.path(), "kind = \"lossgrad\"\nlr = 0.01", "");
+    let run = |backend: &str| {
+        let out = train(
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--set",
+                &format!("run.backend=\"{backend}\""),
+                "--set",
+                "run.precision=\"f32\"",
+                "--set",
+                "training.epochs=5",
+                "--out",
+                backend,
+            ],
+            dir.path(),
+        );
+        (out.status.code(), stderr(&out))
+    };
+    let (code, err) = run("wgpu");
+    if code == Some(2) && err.contains("no usable graphics adapter") {
+        assert!(
+            std::env::var_os("STEPLAB_REQUIRE_WGPU").is_none(),
+            "STEPLAB_REQUIRE_WGPU is set but wgpu has no adapter: {err}"
+        );
+        eprintln!("skipped: no wgpu adapter on this machine");
+        return;
+    }
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run("flex");
+    assert_eq!(code, Some(0), "{err}");
+    let (_, gpu) = read_csv(&dir.path().join("wgpu/steps.csv"));
+    let (_, cpu) = read_csv(&dir.path().join("flex/steps.csv"));
+    assert_eq!(gpu.len(), 5);
+    for (g, c) in gpu.iter().zip(&cpu) {
+        // Same loss and the same LossGrad step sizes, up to float32 rounding.
+        assert!(
+            (g[2] - c[2]).abs() <= 1e-4 * c[2].abs(),
+            "loss {} vs {}",
+            g[2],
+            c[2]
+        );
+        assert!(
+            (g[3] - c[3]).abs() <= 1e-12 * c[3].abs(),
+            "lr {} vs {}",
+            g[3],
+            c[3]
+        );
+    }
+}
