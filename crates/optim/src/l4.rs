@@ -428,18 +428,19 @@ impl StepSizeOptimizer for L4 {
         } else {
             self.l_min.min(loss)
         };
-        // New state (committed only if the update is taken), direction v, and ⟨ĝ, v⟩.
-        let (m, s, v, m_dot_v) = match direction {
+        // New state (committed only if the update is taken), direction v (up to the factor
+        // `v_scale`), and ⟨ĝ, v⟩.
+        let (m, s, v, m_dot_v, v_scale) = match direction {
             L4Direction::Gradient => {
                 let dot = vector::sq_norm(&grads); // SYNC
-                (None, None, grads, dot)
+                (None, None, grads, dot, 1.0)
             }
             L4Direction::Momentum { beta1 } => {
+                // v = m̂ = m / bc1, folded into scalars: ⟨m̂, m̂⟩ = ‖m‖²/bc1², η·m̂ = (η/bc1)·m.
                 let m = ema(self.m.as_ref(), &grads, beta1);
                 let bc1 = 1.0 - power(beta1, t);
-                let m_hat: ParamList = m.iter().map(|m| m.clone().div_scalar(bc1)).collect();
-                let dot = vector::sq_norm(&m_hat); // SYNC
-                (Some(m), None, m_hat, dot)
+                let dot = vector::sq_norm(&m) / (bc1 * bc1); // SYNC
+                (Some(m.clone()), None, m, dot, 1.0 / bc1)
             }
             L4Direction::Adam {
                 beta1,
@@ -460,7 +461,7 @@ impl StepSizeOptimizer for L4 {
                     })
                     .collect();
                 let dot = vector::dot(&m_hat, &v); // SYNC
-                (Some(m), Some(s), v, dot)
+                (Some(m), Some(s), v, dot, 1.0)
             }
         };
         if !m_dot_v.is_finite() {
@@ -470,7 +471,7 @@ impl StepSizeOptimizer for L4 {
         if !eta.is_finite() {
             return Self::skip(params, l_min, m_dot_v);
         }
-        let params = vector::add_scaled(&params, &v, -eta);
+        let params = vector::add_scaled_owned(params, v, -eta * v_scale);
         self.t = t;
         self.l_min = (1.0 + 1.0 / tau) * l_min;
         self.m = m;

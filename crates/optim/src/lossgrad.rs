@@ -114,7 +114,7 @@ impl StepSizeOptimizer for LossGrad {
         }
         let lred = h * s;
         let approx = loss - lred;
-        let params = vector::add_scaled(&params, &grads, -h);
+        let params = vector::add_scaled_owned(params, grads, -h);
         let f1 = probe.loss_at(&params); // SYNC: the extra forward pass
         let r = (f1 - approx) / (lred + RATIO_EPS);
         self.h = if !f1.is_finite() || !r.is_finite() || r > 0.5 {

@@ -103,7 +103,7 @@ impl StepSizeOptimizer for Sgd {
         let d = with_weight_decay(input.grads, &input.params, weight_decay);
         let direction = if momentum > 0.0 {
             let buf = match self.buf.take() {
-                Some(buf) => vector::add_scaled(&d, &buf, momentum),
+                Some(buf) => vector::add_scaled_owned(d, buf, momentum),
                 None => d,
             };
             self.buf = Some(buf.clone());
@@ -111,7 +111,7 @@ impl StepSizeOptimizer for Sgd {
         } else {
             d
         };
-        let params = vector::add_scaled(&input.params, &direction, -lr);
+        let params = vector::add_scaled_owned(input.params, direction, -lr);
         StepOutput::new(params, lr, Vec::new())
     }
 

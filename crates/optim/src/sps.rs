@@ -145,7 +145,7 @@ impl StepSizeOptimizer for Sps {
         }
         let gamma = polyak.min(self.bound());
         self.gamma = gamma;
-        let params = vector::add_scaled(&params, &grads, -gamma);
+        let params = vector::add_scaled_owned(params, grads, -gamma);
         StepOutput::new(params, gamma, vec![polyak, s])
     }
 

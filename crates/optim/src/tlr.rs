@@ -77,9 +77,11 @@
 //!   avoid it but is not what the paper does.
 //! - Robustness: a non-finite loss, or a non-finite ‖g‖² or inner product the step needs, skips
 //!   the update: weights, α and every buffer stay as they were, the diagnostics are NaN. The
-//!   naive variant also skips when the probe's loss is not finite. `sgd_tlr` reads ‖g‖² back at
-//!   every step for this guard (one sync per step; the paper too counts "an inner product and a
-//!   norm computation at each step"); a closing step reads its window products in the same sync.
+//!   naive variant also skips when the probe's loss is not finite. `sgd_tlr` and `sgd_tlr_pl`
+//!   read numbers back only when a window closes (‖g‖², ‖G‖², ⟨G, G_prev⟩ in one sync), so the
+//!   other steps cost what a momentum-SGD step costs; there a non-finite gradient reaches the
+//!   weights as it would with `sgd`, and the next step's non-finite loss ends the run as
+//!   diverged.
 
 use burn::Tensor;
 use burn::tensor::{DType, Device};
@@ -497,17 +499,24 @@ impl Windows {
                 .collect()
         });
 
-        // SYNC: ‖g_i‖² always; ‖G_i‖² and ⟨G_i, G_prev,i⟩ when a window closes.
-        let mut pairs: Vec<(&[Tensor<1>], &[Tensor<1>])> = vec![(&grads, &grads)];
-        if let Some(g) = &window {
-            pairs.push((g, g));
-            if let Some(prev) = &self.prev_window {
-                pairs.push((g, prev));
+        // SYNC, only when a window closes: ‖g_i‖², ‖G_i‖² and ⟨G_i, G_prev,i⟩. Other steps read
+        // nothing back, so they cost what a momentum-SGD step costs; a non-finite gradient there
+        // reaches the weights as it would with SGD (and the next loss is non-finite).
+        let products = match &window {
+            Some(g) => {
+                let mut pairs: Vec<(&[Tensor<1>], &[Tensor<1>])> = vec![(&grads, &grads), (g, g)];
+                if let Some(prev) = &self.prev_window {
+                    pairs.push((g, prev));
+                }
+                dots_per_tensor(&pairs)
             }
-        }
-        let products = dots_per_tensor(&pairs);
-        let grad_sq_norm: f64 = products[0].iter().sum();
-        if !grad_sq_norm.is_finite() {
+            None => Vec::new(),
+        };
+        let grad_sq_norm: f64 = match products.first() {
+            Some(per_tensor) => per_tensor.iter().sum(),
+            None => f64::NAN,
+        };
+        if closes && !grad_sq_norm.is_finite() {
             return None;
         }
 
@@ -670,7 +679,8 @@ impl StepSizeOptimizer for SgdTlr {
     }
 
     /// `ratio`: Eq. 9's factor when a window closed with a previous one (NaN otherwise);
-    /// `alpha`: α after this step (the next update's); `grad_sq_norm`: ‖g‖² of the batch.
+    /// `alpha`: α after this step (the next update's); `grad_sq_norm`: ‖g‖² of the batch on
+    /// steps that close a window (NaN on the others: not read back).
     fn diagnostic_names(&self) -> &'static [&'static str] {
         SGD_TLR_COLUMNS
     }
@@ -772,7 +782,8 @@ impl StepSizeOptimizer for SgdTlrPerLayer {
 
     /// `alpha_min`, `alpha_max`: the smallest and largest α after this step (the next
     /// update's); `ratio_min`, `ratio_max`: over the tensors' Eq. 9 factors when a window closed
-    /// with a previous one (NaN otherwise); `grad_sq_norm`: ‖g‖² of the batch.
+    /// with a previous one (NaN otherwise); `grad_sq_norm`: ‖g‖² of the batch on steps that close
+    /// a window (NaN on the others: not read back).
     fn diagnostic_names(&self) -> &'static [&'static str] {
         SGD_TLR_PL_COLUMNS
     }

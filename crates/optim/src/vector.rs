@@ -129,6 +129,16 @@ pub fn add_scaled(a: &[Tensor<1>], b: &[Tensor<1>], scale: f64) -> ParamList {
         .collect()
 }
 
+/// `a + scale·b`, tensor by tensor, consuming both lists: where a tensor is not shared, the
+/// backend reuses its buffer (no allocation), so pass lists the caller no longer needs.
+pub fn add_scaled_owned(a: ParamList, b: ParamList, scale: f64) -> ParamList {
+    assert_eq!(a.len(), b.len(), "parameter lists differ in length");
+    a.into_iter()
+        .zip(b)
+        .map(|(x, y)| x.add(y.mul_scalar(scale)))
+        .collect()
+}
+
 /// `scale·a`, tensor by tensor.
 pub fn scaled(a: &[Tensor<1>], scale: f64) -> ParamList {
     a.iter().map(|x| x.clone().mul_scalar(scale)).collect()
@@ -170,6 +180,10 @@ mod tests {
             vec![vec![0.5, 1.5], vec![4.0]]
         );
         assert_eq!(num_elements(&a), 3);
+        assert_eq!(
+            values(&add_scaled_owned(a, b, -0.5)),
+            vec![vec![0.5, 1.5], vec![4.0]]
+        );
     }
 
     #[cfg(feature = "flex")]

@@ -111,7 +111,7 @@ impl StepSizeOptimizer for WnGrad {
         }
         self.b = b;
         let lr = self.eta / b;
-        let params = vector::add_scaled(&params, &grads, -lr);
+        let params = vector::add_scaled_owned(params, grads, -lr);
         StepOutput::new(params, lr, vec![b, s])
     }
 

@@ -533,3 +533,55 @@ fn peak_rss_mib() -> f64 {
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use burn::tensor::DType;
+
+    /// `cargo test --release -p steplab-train --lib timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn time_update_kernels() {
+        for kind in [BackendKind::Ndarray, BackendKind::Flex] {
+            let compute = backend::compute(kind, Precision::F32).unwrap();
+            let sizes = [392000usize, 500, 150000, 300, 30000, 100, 1000, 10];
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            let mut make = || -> Vec<Tensor<1>> {
+                sizes
+                    .iter()
+                    .map(|&n| {
+                        let v: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
+                        Tensor::from_data(TensorData::new(v, [n]), (&compute.device, DType::F32))
+                    })
+                    .collect()
+            };
+            let (mut a, b) = (make(), make());
+            let reps = 300;
+            let mut t_shared = 0.0;
+            let mut t_owned = 0.0;
+            let mut t_norm = 0.0;
+            for _ in 0..reps {
+                let t = Instant::now();
+                a = steplab_optim::vector::add_scaled(&a, &b, -1e-6);
+                let _ = a[0].clone().slice([0..1]).into_data();
+                t_shared += t.elapsed().as_secs_f64();
+                let g = b.clone().into_iter().map(|x| x.mul_scalar(1.0)).collect();
+                let t = Instant::now();
+                a = steplab_optim::vector::add_scaled_owned(a, g, -1e-6);
+                let _ = a[0].clone().slice([0..1]).into_data();
+                t_owned += t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                let _ = steplab_optim::vector::sq_norm(&b);
+                t_norm += t.elapsed().as_secs_f64();
+            }
+            let ms = |t: f64| t / reps as f64 * 1e3;
+            println!(
+                "{kind:?}: add_scaled {:.3} ms, add_scaled_owned {:.3} ms, sq_norm {:.3} ms",
+                ms(t_shared),
+                ms(t_owned),
+                ms(t_norm)
+            );
+        }
+    }
+}
