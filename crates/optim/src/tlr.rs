@@ -479,16 +479,17 @@ impl Windows {
 
         let d = with_weight_decay(grads.clone(), &params, weight_decay);
         let buf = match &self.buf {
-            Some(old) => vector::add_scaled(&d, old, momentum),
+            Some(old) => vector::add_scaled_owned(d, old.clone(), momentum),
             None => d,
         };
+        let anchor = self.anchor.clone().unwrap_or_else(|| params.clone());
+        // `params` is consumed, so the backend can update the weights in place.
         let moved: ParamList = params
-            .iter()
+            .into_iter()
             .zip(&buf)
             .enumerate()
-            .map(|(i, (w, b))| w.clone().add(b.clone().mul_scalar(-alpha_of(i))))
+            .map(|(i, (w, b))| w.add(b.clone().mul_scalar(-alpha_of(i))))
             .collect();
-        let anchor = self.anchor.clone().unwrap_or_else(|| params.clone());
         let closes = self.steps_in_window + 1 >= window_len(p, self.batches_per_epoch);
         let window: Option<ParamList> = closes.then(|| {
             anchor
