@@ -108,6 +108,47 @@ impl Features {
         }
     }
 
+    /// Mean and (population) standard deviation of every column, for standardising.
+    pub fn column_stats(&self) -> Vec<(f64, f64)> {
+        let all: Vec<usize> = (0..self.rows).collect();
+        let values = self.gather_f64(&all);
+        let n = self.rows.max(1) as f64;
+        (0..self.cols)
+            .map(|c| {
+                let mean = (0..self.rows)
+                    .map(|r| values[r * self.cols + c])
+                    .sum::<f64>()
+                    / n;
+                let var = (0..self.rows)
+                    .map(|r| (values[r * self.cols + c] - mean).powi(2))
+                    .sum::<f64>()
+                    / n;
+                (mean, var.sqrt())
+            })
+            .collect()
+    }
+
+    /// Each column mapped to `(x − mean_c) / std_c` with the given per-column statistics (a
+    /// column with std 0 is only centred); the values become `f64`.
+    pub fn standardized(&self, stats: &[(f64, f64)]) -> Features {
+        assert_eq!(stats.len(), self.cols, "one (mean, std) per column");
+        let all: Vec<usize> = (0..self.rows).collect();
+        let mut values = self.gather_f64(&all);
+        for (i, v) in values.iter_mut().enumerate() {
+            let (mean, std) = stats[i % self.cols];
+            *v = if std > 0.0 {
+                (*v - mean) / std
+            } else {
+                *v - mean
+            };
+        }
+        Features {
+            rows: self.rows,
+            cols: self.cols,
+            storage: Storage::F64(values),
+        }
+    }
+
     /// The same features mapped to `(x − mean) / std` (for bytes, folded into their scale and
     /// offset, so they stay compact).
     pub fn normalized(self, mean: f64, std: f64) -> Features {
@@ -367,6 +408,16 @@ mod tests {
         }
         let f = Features::from_f64(1, 2, vec![1.0, 3.0]).unwrap();
         assert_eq!(f.normalized(1.0, 2.0).gather_f64(&[0]), vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn standardizing_uses_the_given_column_statistics() {
+        let f = Features::from_f64(3, 2, vec![1.0, 5.0, 2.0, 5.0, 3.0, 5.0]).unwrap();
+        let stats = f.column_stats();
+        let sd = (2.0f64 / 3.0).sqrt();
+        assert_eq!(stats, vec![(2.0, sd), (5.0, 0.0)]);
+        let z = f.standardized(&stats).gather_f64(&[0, 1, 2]);
+        assert_eq!(z, vec![-1.0 / sd, 0.0, 0.0, 0.0, 1.0 / sd, 0.0]);
     }
 
     #[test]

@@ -164,6 +164,10 @@ pub struct DataConfig {
     /// scaling (Gorti-Ravaut's code: `[0.5, 0.5]`, MNIST pixels to [−1, 1]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub normalize: Option<[f64; 2]>,
+    /// Standardise every input column to mean 0 and std 1 with the training split's statistics
+    /// (applied to the validation and test sets too). CSV and synthetic data only.
+    #[serde(default)]
+    pub standardize: bool,
     /// Batch size of evaluation passes (no effect on results beyond rounding).
     #[serde(default = "DataConfig::default_eval_batch_size")]
     pub eval_batch_size: usize,

@@ -132,9 +132,23 @@ pub fn prepare(config: &Config, progress: bool) -> Result<Prepared> {
         )
         .into());
     }
-    let (train, validation) =
+    let (mut train, mut validation) =
         steplab_data::split_validation(train, data.validation_fraction, config.run.seed)
             .map_err(|e| ConfigError(e.to_string()))?;
+    if data.standardize {
+        if matches!(data.dataset, DatasetKind::Mnist | DatasetKind::FashionMnist) {
+            return Err(ConfigError::key(
+                "data.standardize",
+                "only for csv and synthetic data (images: use data.normalize)",
+            )
+            .into());
+        }
+        // Statistics of the training split only, so nothing leaks from held-out data.
+        let stats = train.features.column_stats();
+        train = standardized(train, &stats);
+        validation = validation.map(|set| standardized(set, &stats));
+        test = test.map(|set| standardized(set, &stats));
+    }
     if train.is_empty() {
         return Err(ConfigError::key("data", "the training set is empty").into());
     }
@@ -153,6 +167,14 @@ pub fn prepare(config: &Config, progress: bool) -> Result<Prepared> {
         test,
         task,
     })
+}
+
+/// `set` with its input columns standardised by the given statistics.
+fn standardized(set: Dataset, stats: &[(f64, f64)]) -> Dataset {
+    Dataset {
+        features: set.features.standardized(stats),
+        targets: set.targets,
+    }
 }
 
 /// The `data.dataset` name of a kind.

@@ -541,6 +541,23 @@ epochs = 2
     let (header, epochs) = read_csv(&dir.path().join("results/boston/epochs.csv"));
     let test_loss = header.iter().position(|h| h == "test_loss").unwrap();
     assert!(epochs[0][test_loss].is_finite());
+    // Standardised features leave the targets, so the loss at W = 0, unchanged; on the raw
+    // features SGD at 1e-6 grows the loss (λmax of 2XᵀX ≈ 2.2e8), on standardised ones it falls.
+    let out = train(
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            "--set",
+            "data.standardize=true",
+            "--out",
+            "z",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, z) = read_csv(&dir.path().join("z/steps.csv"));
+    assert!((z[0][2] - expected).abs() <= 1e-9 * expected);
+    assert!(z[1][2] < z[0][2] && steps[1][2] > steps[0][2]);
     // test_rows belongs to CSV data only, and must leave a training set.
     for (set, key) in [
         ("data.test_rows=506", "data.test_rows"),
