@@ -323,3 +323,141 @@ fn gorti_ravaut_second_order_follows_equations_10_to_13() {
     // η moved a lot over the compared steps (from 0.01 towards the line-search step).
     assert!(lrs[compared - 1] > 10.0 * lrs[0]);
 }
+
+/// A 3-class problem: two features, labels from the larger of three linear scores plus noise.
+fn classification_rows() -> Vec<([f64; 2], usize)> {
+    let mut state: u64 = 424242;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    };
+    (0..60)
+        .map(|_| {
+            let x = [next(), next()];
+            let scores = [x[0] + 0.3 * next(), x[1] + 0.3 * next(), -x[0] - x[1]];
+            let label = (0..3)
+                .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+                .unwrap();
+            (x, label)
+        })
+        .collect()
+}
+
+#[test]
+fn sps_on_softmax_cross_entropy_follows_the_polyak_step() {
+    // Classification as CLI.md fixes it: softmax cross-entropy averaged over the batch, a
+    // linear layer with bias, zero init; SPS uses both the loss value and ‖g‖².
+    let dir = tempfile::tempdir().unwrap();
+    let rows = classification_rows();
+    let mut csv = String::from("u,v,label\n");
+    for (x, l) in &rows {
+        csv += &format!("{},{},{}\n", x[0], x[1], l);
+    }
+    std::fs::write(dir.path().join("cls.csv"), csv).unwrap();
+    let config = r#"
+[run]
+backend = "ndarray"
+precision = "f64"
+[data]
+dataset = "csv"
+path = "cls.csv"
+target = "label"
+task = "classification"
+batch_size = 60
+shuffle = false
+[model]
+kind = "linear"
+init = "zeros"
+[optimizer]
+kind = "sps"
+lr = 0.5
+c = 0.5
+[training]
+epochs = 30
+evaluate = false
+"#;
+    std::fs::write(dir.path().join("cls.toml"), config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--config", "cls.toml", "--out", "run"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.path().join("run/steps.csv")).unwrap();
+    let logged: Vec<Vec<f64>> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .map(|c| c.parse().unwrap_or(f64::NAN))
+                .collect()
+        })
+        .collect();
+
+    // Host reference: W is 2×3 (inputs × classes), b has 3 entries; θ = (W, b).
+    let n = rows.len() as f64;
+    let loss_and_grad = |w: &[[f64; 3]; 2], b: &[f64; 3]| {
+        let (mut loss, mut gw, mut gb) = (0.0, [[0.0; 3]; 2], [0.0; 3]);
+        for (x, label) in &rows {
+            let z: [f64; 3] = std::array::from_fn(|k| x[0] * w[0][k] + x[1] * w[1][k] + b[k]);
+            let max = z.iter().cloned().fold(f64::MIN, f64::max);
+            let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
+            loss -= z[*label] - max - sum.ln();
+            for k in 0..3 {
+                let p = (z[k] - max).exp() / sum - if k == *label { 1.0 } else { 0.0 };
+                gw[0][k] += x[0] * p / n;
+                gw[1][k] += x[1] * p / n;
+                gb[k] += p / n;
+            }
+        }
+        (loss / n, gw, gb)
+    };
+    let (mut w, mut b, mut gamma) = ([[0.0f64; 3]; 2], [0.0f64; 3], 0.5f64);
+    let (mut lrs, mut losses) = (vec![], vec![]);
+    for _ in 0..30 {
+        let (loss, gw, gb) = loss_and_grad(&w, &b);
+        let s: f64 = gw.iter().flatten().chain(&gb).map(|v| v * v).sum();
+        losses.push(loss);
+        gamma = (loss / (0.5 * s)).min(2.0 * gamma);
+        lrs.push(gamma);
+        for i in 0..2 {
+            for k in 0..3 {
+                w[i][k] -= gamma * gw[i][k];
+            }
+        }
+        for k in 0..3 {
+            b[k] -= gamma * gb[k];
+        }
+    }
+    assert_eq!(logged.len(), 30);
+    // Host and Burn round differently (~1e-16 per operation); the weights carry that from step
+    // to step, growing it by about one part in 1e11 over these 30 steps: 1e-9 leaves a margin
+    // while a wrong loss scale, reduction or cap would be off by far more.
+    for (i, row) in logged.iter().enumerate() {
+        assert!(
+            (row[2] - losses[i]).abs() <= 1e-9 * losses[i],
+            "step {}: loss {} vs {}",
+            i + 1,
+            row[2],
+            losses[i]
+        );
+        assert!(
+            (row[3] - lrs[i]).abs() <= 1e-9 * lrs[i],
+            "step {}: lr {} vs {}",
+            i + 1,
+            row[3],
+            lrs[i]
+        );
+    }
+    // Zero init: the first loss is ln 3, and the cap binds at first, the Polyak step later.
+    assert!((losses[0] - 3f64.ln()).abs() < 1e-14);
+    assert!(
+        lrs.windows(2).any(|w| w[1] == 2.0 * w[0]) && lrs.windows(2).any(|w| w[1] < 2.0 * w[0])
+    );
+}
