@@ -192,12 +192,7 @@ impl StepSizeOptimizer for AdamTf {
         dtype: DType,
     ) -> Result<(), OptimError> {
         state.expect_kind(self.kind())?;
-        let t = state.scalar("t")?;
-        if !(t.is_finite() && t >= 0.0 && t.fract() == 0.0) {
-            return Err(OptimError::StateMismatch(format!(
-                "step counter `t` must be a whole number ≥ 0, got {t}"
-            )));
-        }
+        let t = state.step_counter("t")?;
         self.moments = if state.buffers.contains_key("m") {
             Some((
                 state.buffer("m", device, dtype)?,
@@ -206,7 +201,7 @@ impl StepSizeOptimizer for AdamTf {
         } else {
             None
         };
-        self.t = t as u64;
+        self.t = t;
         Ok(())
     }
 }

@@ -196,6 +196,30 @@ impl OptimizerState {
             .ok_or_else(|| OptimError::StateMismatch(format!("missing scalar `{name}`")))
     }
 
+    /// Reads a scalar that must be a finite positive number (a step size, a normaliser).
+    pub fn positive_scalar(&self, name: &str) -> Result<f64, OptimError> {
+        let value = self.scalar(name)?;
+        if value.is_finite() && value > 0.0 {
+            Ok(value)
+        } else {
+            Err(OptimError::StateMismatch(format!(
+                "`{name}` must be a positive number, got {value}"
+            )))
+        }
+    }
+
+    /// Reads a step counter: a whole number ≥ 0.
+    pub fn step_counter(&self, name: &str) -> Result<u64, OptimError> {
+        let value = self.scalar(name)?;
+        if value.is_finite() && value >= 0.0 && value.fract() == 0.0 {
+            Ok(value as u64)
+        } else {
+            Err(OptimError::StateMismatch(format!(
+                "step counter `{name}` must be a whole number ≥ 0, got {value}"
+            )))
+        }
+    }
+
     /// Rebuilds a buffer on `device` as `dtype`.
     pub fn buffer(
         &self,

@@ -508,13 +508,7 @@ impl StepSizeOptimizer for L4 {
         dtype: DType,
     ) -> Result<(), OptimError> {
         state.expect_kind(self.kind())?;
-        let t = state.scalar("t")?;
-        if !(t.is_finite() && t >= 0.0 && t.fract() == 0.0) {
-            return Err(OptimError::StateMismatch(format!(
-                "step counter `t` must be a whole number ≥ 0, got {t}"
-            )));
-        }
-        let t = t as u64;
+        let t = state.step_counter("t")?;
         let (l_min, m, s) = if t == 0 {
             (f64::NAN, None, None)
         } else {

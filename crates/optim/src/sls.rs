@@ -204,12 +204,7 @@ impl StepSizeOptimizer for Sls {
         _: DType,
     ) -> Result<(), OptimError> {
         state.expect_kind(self.kind())?;
-        let eta = state.scalar("eta")?;
-        if !(eta.is_finite() && eta > 0.0) {
-            return Err(OptimError::StateMismatch(format!(
-                "`eta` must be a positive number, got {eta}"
-            )));
-        }
+        let eta = state.positive_scalar("eta")?;
         self.eta = eta;
         self.batches_per_epoch = (state.scalar("batches_per_epoch")? as usize).max(1);
         Ok(())

@@ -166,12 +166,7 @@ impl StepSizeOptimizer for Sps {
         _: DType,
     ) -> Result<(), OptimError> {
         state.expect_kind(self.kind())?;
-        let gamma = state.scalar("gamma")?;
-        if !(gamma.is_finite() && gamma > 0.0) {
-            return Err(OptimError::StateMismatch(format!(
-                "`gamma` must be a positive number, got {gamma}"
-            )));
-        }
+        let gamma = state.positive_scalar("gamma")?;
         self.gamma = gamma;
         self.batches_per_epoch = (state.scalar("batches_per_epoch")? as usize).max(1);
         Ok(())

@@ -138,12 +138,7 @@ impl StepSizeOptimizer for WnGrad {
         _: DType,
     ) -> Result<(), OptimError> {
         state.expect_kind(self.kind())?;
-        let b = state.scalar("b")?;
-        if !(b.is_finite() && b > 0.0) {
-            return Err(OptimError::StateMismatch(format!(
-                "`b` must be a positive number, got {b}"
-            )));
-        }
+        let b = state.positive_scalar("b")?;
         self.b = b;
         Ok(())
     }

@@ -51,6 +51,12 @@ pub fn loss_and_grad(
     (scalar(loss), grads, outputs.inner())
 }
 
+/// Loss of `batch` at `params` from a forward pass only (a probe: running statistics untouched).
+fn probe_loss(model: &dyn Model, params: &[Tensor<1>], batch: &Batch) -> f64 {
+    let outputs = model.forward(params, batch.inputs.clone(), Mode::Probe);
+    scalar(model.loss().compute(outputs, &batch.target))
+}
+
 /// The optimizers' view of the current batch: forward passes at other weights.
 pub struct BatchProbe<'a> {
     /// The model.
@@ -61,10 +67,7 @@ pub struct BatchProbe<'a> {
 
 impl LossProbe for BatchProbe<'_> {
     fn loss_at(&mut self, params: &[Tensor<1>]) -> f64 {
-        let outputs = self
-            .model
-            .forward(params, self.batch.inputs.clone(), Mode::Probe);
-        scalar(self.model.loss().compute(outputs, &self.batch.target))
+        probe_loss(self.model, params, self.batch)
     }
 
     fn loss_and_grad_at(&mut self, params: &[Tensor<1>]) -> (f64, ParamList) {
@@ -98,9 +101,7 @@ impl HoldoutProbe<'_> {
 impl LossProbe for HoldoutProbe<'_> {
     fn loss_at(&mut self, params: &[Tensor<1>]) -> f64 {
         let model = self.model;
-        let batch = self.batch();
-        let outputs = model.forward(params, batch.inputs.clone(), Mode::Probe);
-        scalar(model.loss().compute(outputs, &batch.target))
+        probe_loss(model, params, self.batch())
     }
 
     fn loss_and_grad_at(&mut self, params: &[Tensor<1>]) -> (f64, ParamList) {
