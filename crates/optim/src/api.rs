@@ -49,6 +49,10 @@ pub struct StepOutput {
     /// One value per parameter tensor (e.g. per-layer step sizes), written to `layers.csv` when
     /// [`StepSizeOptimizer::per_tensor_name`] is `Some`; empty otherwise.
     pub per_tensor: Vec<f64>,
+    /// A warning for the user (the trainer prints it), e.g. the first time a step's change of
+    /// the loss could not be measured at the run's precision. A method reports each kind of
+    /// warning once per run, not every step.
+    pub warning: Option<String>,
 }
 
 impl StepOutput {
@@ -59,6 +63,7 @@ impl StepOutput {
             lr,
             diagnostics,
             per_tensor: Vec::new(),
+            warning: None,
         }
     }
 
@@ -66,6 +71,12 @@ impl StepOutput {
     /// gradient, so that NaN never reaches the weights).
     pub fn skipped(params: ParamList, lr: f64, diagnostics: usize) -> Self {
         Self::new(params, lr, vec![f64::NAN; diagnostics])
+    }
+
+    /// Adds a warning for the user (see [`StepOutput::warning`]).
+    pub fn with_warning(mut self, warning: Option<String>) -> Self {
+        self.warning = warning;
+        self
     }
 
     /// Adds one value per parameter tensor.

@@ -349,6 +349,7 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
                 lr,
                 diagnostics,
                 per_tensor,
+                warning,
             } = optimizer.step(StepInput {
                 params,
                 loss,
@@ -358,6 +359,12 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
             });
             params = updated;
             step += 1;
+            if let Some(warning) = warning {
+                match &bar {
+                    Some(bar) => bar.suspend(|| eprintln!("warning: {warning}")),
+                    None => eprintln!("warning: {warning}"),
+                }
+            }
             last_lr = lr;
             let mut cells = vec![
                 Cell::Int(step),
