@@ -24,9 +24,14 @@ pub enum CsvTask {
 }
 
 /// Loads a CSV file with a header row; see [`parse_csv`].
-pub fn load_csv(path: &Path, target: &str, task: CsvTask) -> Result<Dataset, DataError> {
+pub fn load_csv(
+    path: &Path,
+    target: &str,
+    task: CsvTask,
+    classes: Option<u32>,
+) -> Result<Dataset, DataError> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    parse_csv(file, &path.display().to_string(), target, task)
+    parse_csv(file, &path.display().to_string(), target, task, classes)
 }
 
 /// Parses CSV text with a header row: the column named `target` is the target, every other
@@ -35,12 +40,15 @@ pub fn load_csv(path: &Path, target: &str, task: CsvTask) -> Result<Dataset, Dat
 /// Cells may be surrounded by spaces. Errors name the file (`name`), and for a bad cell the line
 /// and the column: an empty file or one without data rows, a missing target column (listing the
 /// columns found), a row with a different number of fields than the header, a cell that is not a
-/// finite number, and for classification a target that is not a whole number `>= 0`.
+/// finite number, and for classification a target that is not a whole number `>= 0`, or, when
+/// `classes` is given, not below it. For classification the number of classes is `classes`, or
+/// else the largest label plus one.
 pub fn parse_csv(
     reader: impl Read,
     name: &str,
     target: &str,
     task: CsvTask,
+    classes: Option<u32>,
 ) -> Result<Dataset, DataError> {
     let file = || name.to_owned();
     let syntax = |e: ::csv::Error| DataError::Csv {
@@ -110,16 +118,24 @@ pub fn parse_csv(
                 value: cell.to_owned(),
                 problem,
             };
-            let value: f64 = cell.parse().map_err(|_| bad("not a number"))?;
+            let value: f64 = cell.parse().map_err(|_| bad("not a number".into()))?;
             if !value.is_finite() {
-                return Err(bad("not a finite number"));
+                return Err(bad("not a finite number".into()));
             }
             if col != target_col {
                 features.push(value);
             } else if task == CsvTask::Classification
                 && (value < 0.0 || value.fract() != 0.0 || value > f64::from(u32::MAX - 1))
             {
-                return Err(bad("not a class (a whole number 0, 1, 2, ...)"));
+                return Err(bad("not a class (a whole number 0, 1, 2, ...)".into()));
+            } else if task == CsvTask::Classification
+                && let Some(k) = classes
+                && value >= f64::from(k)
+            {
+                return Err(bad(format!(
+                    "outside the {k} classes 0..{} that data.classes sets",
+                    k.saturating_sub(1)
+                )));
             } else {
                 targets.push(value);
             }
@@ -139,7 +155,10 @@ pub fn parse_csv(
         CsvTask::Classification => {
             // Checked above: whole numbers in 0..u32::MAX, so the casts are exact.
             let labels: Vec<u32> = targets.iter().map(|&t| t as u32).collect();
-            let num_classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
+            let num_classes = match classes {
+                Some(k) => k as usize,
+                None => labels.iter().max().map_or(0, |&m| m as usize + 1),
+            };
             Targets::Classes {
                 labels,
                 num_classes,
@@ -154,7 +173,34 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, target: &str, task: CsvTask) -> Result<Dataset, DataError> {
-        parse_csv(text.as_bytes(), "data.csv", target, task)
+        parse_csv(text.as_bytes(), "data.csv", target, task, None)
+    }
+
+    #[test]
+    fn a_class_count_bounds_the_labels_and_names_the_line() {
+        let text = "y,x\n0,0.5\n1,1.5\n";
+        let d = parse_csv(
+            text.as_bytes(),
+            "t.csv",
+            "y",
+            CsvTask::Classification,
+            Some(3),
+        );
+        assert!(matches!(
+            d.unwrap().targets,
+            Targets::Classes { num_classes: 3, .. }
+        ));
+        let err = parse_csv(
+            text.as_bytes(),
+            "t.csv",
+            "y",
+            CsvTask::Classification,
+            Some(1),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("t.csv") && err.contains("line 3"), "{err}");
+        assert!(err.contains("data.classes"), "{err}");
     }
 
     #[test]
@@ -194,8 +240,13 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_an_io_error_naming_it() {
-        let err =
-            load_csv(Path::new("/nonexistent/data.csv"), "y", CsvTask::Regression).unwrap_err();
+        let err = load_csv(
+            Path::new("/nonexistent/data.csv"),
+            "y",
+            CsvTask::Regression,
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(err, DataError::Io { .. }));
         assert!(
             err.to_string().starts_with("/nonexistent/data.csv: "),

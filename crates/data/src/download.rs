@@ -3,10 +3,16 @@
 //! The bytes go to `<file>.part` beside the destination while their MD5 is computed; only when
 //! it matches the published checksum is the `.part` renamed into place. Any failure (network,
 //! disk, checksum) deletes the `.part`, so nothing half-fetched can later pass for the dataset.
+//!
+//! A cancellation flag (set by the binary's Ctrl-C handler) is looked at before each address is
+//! tried and between chunks of 64 KiB of the transfer: once it is set the download stops with
+//! [`DataError::Interrupted`], deleting the `.part` like any other failure. Only the connection
+//! itself (at most its 30 s connect timeout) is not interruptible.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,12 +26,14 @@ const MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Downloads `dest` from the first of `urls` that yields bytes with MD5 `md5_hex`.
 ///
 /// Each address is tried in turn; a failure (connection, HTTP status, checksum) moves on to the
-/// next. Shows a progress bar of bytes on stderr when `progress` is true.
+/// next. Shows a progress bar of bytes on stderr when `progress` is true. Once `cancel` is set the
+/// download stops, whatever address it is at, with [`DataError::Interrupted`] and no file left.
 pub fn download_verified(
     urls: &[String],
     dest: &Path,
     md5_hex: &str,
     progress: bool,
+    cancel: &AtomicBool,
 ) -> Result<(), DataError> {
     if let Some(dir) = dest.parent() {
         fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
@@ -41,8 +49,12 @@ pub fn download_verified(
         .unwrap_or_default();
     let mut tried = Vec::new();
     for url in urls {
-        match fetch_one(&agent, url, dest, md5_hex, progress) {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(interrupted(url, dest));
+        }
+        match fetch_one(&agent, url, dest, md5_hex, progress, cancel) {
             Ok(()) => return Ok(()),
+            Err(e) if e.is_interrupted() => return Err(e),
             Err(e) => tried.push(format!("  {url}: {e}")),
         }
     }
@@ -55,6 +67,7 @@ fn fetch_one(
     dest: &Path,
     md5_hex: &str,
     progress: bool,
+    cancel: &AtomicBool,
 ) -> Result<(), DataError> {
     let response = agent.get(url).call().map_err(|e| DataError::Transfer {
         dest: dest.to_owned(),
@@ -64,7 +77,7 @@ fn fetch_one(
     let len = body.content_length();
     let reader = body.into_with_config().limit(MAX_BYTES).reader();
     if !progress {
-        return fetch_verified(reader, dest, md5_hex);
+        return fetch_verified(reader, url, dest, md5_hex, cancel);
     }
     let bar = match len {
         Some(n) => ProgressBar::new(n).with_style(
@@ -77,18 +90,25 @@ fn fetch_one(
         None => ProgressBar::new_spinner(),
     };
     bar.set_message(format!("downloading {url}"));
-    let result = fetch_verified(bar.wrap_read(reader), dest, md5_hex);
+    let result = fetch_verified(bar.wrap_read(reader), url, dest, md5_hex, cancel);
     bar.finish_and_clear();
     result
 }
 
 /// Writes everything `reader` yields to `<dest>.part`, checks its MD5 against `md5_hex`, then
-/// renames it to `dest`.
+/// renames it to `dest`. `url` is where the bytes come from, for messages.
 ///
 /// On any failure the `.part` is deleted and `dest` is left as it was. A read error is a
 /// [`DataError::Transfer`], a write error a [`DataError::Io`] and a wrong checksum a
-/// [`DataError::ChecksumMismatch`].
-pub fn fetch_verified(reader: impl Read, dest: &Path, md5_hex: &str) -> Result<(), DataError> {
+/// [`DataError::ChecksumMismatch`]. `cancel` is looked at before each chunk is read: once it is
+/// set, the copy stops with [`DataError::Interrupted`].
+pub fn fetch_verified(
+    reader: impl Read,
+    url: &str,
+    dest: &Path,
+    md5_hex: &str,
+    cancel: &AtomicBool,
+) -> Result<(), DataError> {
     let part = part_path(dest);
     let guard = RemoveOnDrop(Some(part.clone()));
     let file = File::create(&part).map_err(|e| DataError::io(&part, e))?;
@@ -97,6 +117,9 @@ pub fn fetch_verified(reader: impl Read, dest: &Path, md5_hex: &str) -> Result<(
     let mut reader = reader;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(interrupted(url, dest));
+        }
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -130,6 +153,14 @@ pub fn fetch_verified(reader: impl Read, dest: &Path, md5_hex: &str) -> Result<(
     fs::rename(&part, dest).map_err(|e| DataError::io(dest, e))?;
     guard.disarm();
     Ok(())
+}
+
+/// The download of `url` into `dest` was cancelled.
+fn interrupted(url: &str, dest: &Path) -> DataError {
+    DataError::Interrupted {
+        file: dest.to_owned(),
+        url: Some(url.to_owned()),
+    }
 }
 
 /// `dir/name` → `dir/name.part`.
@@ -167,6 +198,28 @@ mod tests {
     use super::*;
 
     const HELLO_MD5: &str = "5d41402abc4b2a76b9719d911017c592"; // md5("hello")
+    const URL: &str = "https://example.org/hello.gz";
+    /// A cancellation flag that is never set.
+    static GO: AtomicBool = AtomicBool::new(false);
+
+    /// A reader that never ends (a huge or stalled-but-trickling download), and sets `cancel`
+    /// once it has yielded `set_after` chunks, as Ctrl-C would part-way through.
+    struct Endless<'a> {
+        cancel: &'a AtomicBool,
+        set_after: usize,
+        reads: usize,
+    }
+
+    impl Read for Endless<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            if self.reads == self.set_after {
+                self.cancel.store(true, Ordering::Relaxed);
+            }
+            buf.fill(b'x');
+            Ok(buf.len())
+        }
+    }
 
     /// A reader that yields some bytes, then fails like a dropped connection.
     struct Broken(usize);
@@ -190,7 +243,7 @@ mod tests {
     fn good_bytes_end_up_in_the_destination_and_no_part_remains() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("hello.gz");
-        fetch_verified(&b"hello"[..], &dest, HELLO_MD5).unwrap();
+        fetch_verified(&b"hello"[..], URL, &dest, HELLO_MD5, &GO).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"hello");
         assert!(!part_path(&dest).exists());
     }
@@ -199,7 +252,7 @@ mod tests {
     fn bad_bytes_leave_neither_the_file_nor_the_part() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("hello.gz");
-        let err = fetch_verified(&b"hellO"[..], &dest, HELLO_MD5).unwrap_err();
+        let err = fetch_verified(&b"hellO"[..], URL, &dest, HELLO_MD5, &GO).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -219,7 +272,7 @@ mod tests {
     fn a_broken_transfer_leaves_neither_the_file_nor_the_part() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("hello.gz");
-        let err = fetch_verified(Broken(100_000), &dest, HELLO_MD5).unwrap_err();
+        let err = fetch_verified(Broken(100_000), URL, &dest, HELLO_MD5, &GO).unwrap_err();
         assert!(matches!(err, DataError::Transfer { .. }), "{err}");
         assert!(!dest.exists());
         assert!(!part_path(&dest).exists());
@@ -230,7 +283,61 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("hello.gz");
         fs::write(&dest, b"old").unwrap();
-        assert!(fetch_verified(&b"nope"[..], &dest, HELLO_MD5).is_err());
+        assert!(fetch_verified(&b"nope"[..], URL, &dest, HELLO_MD5, &GO).is_err());
         assert_eq!(fs::read(&dest).unwrap(), b"old");
+    }
+
+    #[test]
+    fn cancelling_mid_transfer_stops_at_once_and_leaves_neither_the_file_nor_the_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("hello.gz");
+        let cancel = AtomicBool::new(false);
+        let mut reader = Endless {
+            cancel: &cancel,
+            set_after: 5,
+            reads: 0,
+        };
+        let err = fetch_verified(&mut reader, URL, &dest, HELLO_MD5, &cancel).unwrap_err();
+        assert!(matches!(err, DataError::Interrupted { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "interrupted while downloading {URL} into {}",
+                dest.display()
+            )
+        );
+        assert_eq!(reader.reads, 5, "no chunk is read after the flag is set");
+        assert!(!dest.exists());
+        assert!(!part_path(&dest).exists());
+    }
+
+    #[test]
+    fn a_cancelled_download_keeps_an_existing_file_and_tries_no_other_mirror() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("hello.gz");
+        fs::write(&dest, b"old").unwrap();
+        let cancel = AtomicBool::new(true);
+        let err = fetch_verified(&b"hello"[..], URL, &dest, HELLO_MD5, &cancel).unwrap_err();
+        assert!(err.is_interrupted(), "{err}");
+        assert_eq!(fs::read(&dest).unwrap(), b"old");
+        assert!(!part_path(&dest).exists());
+
+        // Port 9 (discard) refuses connections: were any address tried, this would be a
+        // `Download` error listing both.
+        let urls = [
+            "http://127.0.0.1:9/a.gz".to_owned(),
+            "http://127.0.0.1:9/b.gz".to_owned(),
+        ];
+        let other = dir.path().join("a.gz");
+        let err = download_verified(&urls, &other, HELLO_MD5, false, &cancel).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "interrupted while downloading http://127.0.0.1:9/a.gz into {}",
+                other.display()
+            )
+        );
+        assert!(!other.exists());
+        assert!(!part_path(&other).exists());
     }
 }

@@ -4,11 +4,25 @@
 //! the user knows what to fix without a backtrace.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Everything that can go wrong while finding, fetching, checking or reading a dataset.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// The run was asked to stop (Ctrl-C) while a dataset file was being loaded or downloaded.
+    /// Nothing half-done is kept: an interrupted download's `.part` file is deleted.
+    #[error("interrupted while {}", match url {
+        Some(url) => format!("downloading {url} into {}", file.display()),
+        None => format!("loading {}", file.display()),
+    })]
+    Interrupted {
+        /// The file being read, or the file a download was meant to become.
+        file: PathBuf,
+        /// Where the file was being downloaded from; `None` while loading it from disk.
+        url: Option<String>,
+    },
+
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -159,7 +173,7 @@ pub enum DataError {
         /// The cell as written.
         value: String,
         /// What is wrong with it.
-        problem: &'static str,
+        problem: String,
     },
 
     /// A CSV file is not usable as a whole: empty, no data rows, duplicate column names, syntax.
@@ -208,5 +222,54 @@ impl DataError {
             path: path.into(),
             source,
         }
+    }
+
+    /// Whether this is [`DataError::Interrupted`]: the user asked to stop, so no other source
+    /// (mirror, directory) should be tried.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, Self::Interrupted { .. })
+    }
+}
+
+/// `Err(`[`DataError::Interrupted`]`)` loading `file` once `cancel` is set.
+pub(crate) fn check_cancel(cancel: &AtomicBool, file: &Path) -> Result<(), DataError> {
+    if cancel.load(Ordering::Relaxed) {
+        return Err(DataError::Interrupted {
+            file: file.to_owned(),
+            url: None,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interruption_names_the_file_and_the_address() {
+        let loading = DataError::Interrupted {
+            file: PathBuf::from("data/mnist/t10k-labels-idx1-ubyte.gz"),
+            url: None,
+        };
+        assert_eq!(
+            loading.to_string(),
+            "interrupted while loading data/mnist/t10k-labels-idx1-ubyte.gz"
+        );
+        let downloading = DataError::Interrupted {
+            file: PathBuf::from("data/mnist/x.gz"),
+            url: Some("https://example.org/x.gz".into()),
+        };
+        assert_eq!(
+            downloading.to_string(),
+            "interrupted while downloading https://example.org/x.gz into data/mnist/x.gz"
+        );
+        assert!(downloading.is_interrupted());
+        assert!(check_cancel(&AtomicBool::new(false), Path::new("f")).is_ok());
+        assert!(
+            check_cancel(&AtomicBool::new(true), Path::new("f"))
+                .unwrap_err()
+                .is_interrupted()
+        );
     }
 }

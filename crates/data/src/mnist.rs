@@ -9,16 +9,22 @@
 //! are often re-compressed (Debian's package is), which changes the `.gz` but not its contents, so
 //! for them the SHA-256 of the decompressed payload is checked where we know it. Either way the IDX
 //! structure, the counts (60 000 train, 10 000 test, 28×28) and the labels (< 10) are checked.
+//!
+//! Loading can be cancelled (Ctrl-C): the flag is looked at between files and between chunks of
+//! every download, read, decompression and checksum, and loading then stops with
+//! [`DataError::Interrupted`].
 
 use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::download::{download_verified, hex};
+use crate::error::check_cancel;
 use crate::idx::{self, Images};
 use crate::{DataError, Dataset, Features, Splits, Targets};
 
@@ -150,12 +156,14 @@ const SIDE: usize = 28;
 /// Features are the 784 pixels scaled to `[0, 1]` (byte / 255), targets the 10 classes; use
 /// [`Splits::into_reconstruction`] for an autoencoder. Files are looked for under `root` (see the
 /// module doc), and downloaded there when missing if `download` is true, with a progress bar on
-/// stderr if `progress` is true.
+/// stderr if `progress` is true. Once `cancel` is set (Ctrl-C), loading stops at the next file
+/// or chunk with [`DataError::Interrupted`], leaving no partial download behind.
 pub fn load_mnist(
     kind: MnistKind,
     root: &Path,
     download: bool,
     progress: bool,
+    cancel: &AtomicBool,
 ) -> Result<Splits, DataError> {
     let [train_images, train_labels, test_images, test_labels] = kind.files();
     let train = load_split(
@@ -165,6 +173,7 @@ pub fn load_mnist(
         60_000,
         download,
         progress,
+        cancel,
     )?;
     let test = load_split(
         kind,
@@ -173,6 +182,7 @@ pub fn load_mnist(
         10_000,
         download,
         progress,
+        cancel,
     )?;
     Ok(Splits {
         train,
@@ -189,13 +199,15 @@ fn load_split(
     count: usize,
     download: bool,
     progress: bool,
+    cancel: &AtomicBool,
 ) -> Result<Dataset, DataError> {
-    let images_path = obtain(kind, root, images, download, progress)?;
-    let labels_path = obtain(kind, root, labels, download, progress)?;
-    let images = read_checked(&images_path, images)?;
+    let images_path = obtain(kind, root, images, download, progress, cancel)?;
+    let labels_path = obtain(kind, root, labels, download, progress, cancel)?;
+    let images = read_checked(&images_path, images, cancel)?;
     let images = idx::parse_images(images.as_slice(), &name(&images_path))?;
-    let labels = read_checked(&labels_path, labels)?;
+    let labels = read_checked(&labels_path, labels, cancel)?;
     let labels = idx::parse_labels(labels.as_slice(), &name(&labels_path))?;
+    check_cancel(cancel, &images_path)?;
     to_dataset(images, labels, count, &images_path, &labels_path)
 }
 
@@ -206,6 +218,7 @@ fn obtain(
     spec: &FileSpec,
     download: bool,
     progress: bool,
+    cancel: &AtomicBool,
 ) -> Result<PathBuf, DataError> {
     let looked = candidates(kind, root, spec.name);
     for path in &looked {
@@ -227,8 +240,9 @@ fn obtain(
         .map(|base| format!("{base}{}", spec.name))
         .collect();
     let download_error = if download {
-        match download_verified(&urls, &dest, spec.md5_gz, progress) {
+        match download_verified(&urls, &dest, spec.md5_gz, progress, cancel) {
             Ok(()) => return Ok(dest),
+            Err(e) if e.is_interrupted() => return Err(e),
             Err(e) => Some(e.to_string()),
         }
     } else {
@@ -267,11 +281,19 @@ fn candidates(kind: MnistKind, root: &Path, file: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// How many bytes are hashed between two looks at the cancellation flag.
+const HASH_CHUNK: usize = 1 << 20;
+
 /// The decompressed file, its SHA-256 checked where known.
-fn read_checked(path: &Path, spec: &FileSpec) -> Result<Vec<u8>, DataError> {
-    let bytes = idx::read_gz_file(path)?;
+fn read_checked(path: &Path, spec: &FileSpec, cancel: &AtomicBool) -> Result<Vec<u8>, DataError> {
+    let bytes = idx::read_gz_file(path, cancel)?;
     if let Some(expected) = spec.sha256_raw {
-        let got = hex(&Sha256::digest(&bytes));
+        let mut hasher = Sha256::new();
+        for chunk in bytes.chunks(HASH_CHUNK) {
+            check_cancel(cancel, path)?;
+            hasher.update(chunk);
+        }
+        let got = hex(&hasher.finalize());
         if got != expected {
             return Err(DataError::ChecksumMismatch {
                 file: name(path),
@@ -342,6 +364,87 @@ mod tests {
     use super::*;
     use crate::idx::testing::{gzip, images_bytes, labels_bytes};
 
+    /// A cancellation flag that is never set.
+    static GO: AtomicBool = AtomicBool::new(false);
+
+    /// Writes the four MNIST files, real-format gzipped IDX with `n` samples each, under
+    /// `<root>/mnist`.
+    fn write_mnist(root: &Path, n: u32) {
+        let dir = root.join("mnist");
+        fs::create_dir_all(&dir).unwrap();
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        for (i, spec) in MNIST_FILES.iter().enumerate() {
+            let bytes = if i % 2 == 0 {
+                images_bytes(n, 28, 28)
+            } else {
+                labels_bytes(&labels)
+            };
+            fs::write(dir.join(spec.name), gzip(&bytes)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_set_flag_stops_loading_before_the_first_file_is_read() {
+        let root = tempfile::tempdir().unwrap();
+        write_mnist(root.path(), 100);
+        // The files are there and well-formed: without the flag, loading reads the train images
+        // and gets as far as the train labels' checksum (these are not MNIST's labels).
+        let err = load_mnist(MnistKind::Mnist, root.path(), false, false, &GO).unwrap_err();
+        assert!(matches!(err, DataError::ChecksumMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("train-labels"), "{err}");
+
+        let first = root.path().join("mnist/train-images-idx3-ubyte.gz");
+        let err = load_mnist(
+            MnistKind::Mnist,
+            root.path(),
+            false,
+            false,
+            &AtomicBool::new(true),
+        )
+        .unwrap_err();
+        let DataError::Interrupted { file, url: None } = &err else {
+            panic!("expected Interrupted while loading, got {err}")
+        };
+        assert_eq!(file, &first);
+        assert_eq!(
+            err.to_string(),
+            format!("interrupted while loading {}", first.display())
+        );
+    }
+
+    #[test]
+    fn a_set_flag_stops_a_download_before_it_connects_and_is_not_reported_as_not_found() {
+        let root = tempfile::tempdir().unwrap();
+        let err = load_mnist(
+            MnistKind::Mnist,
+            root.path(),
+            true,
+            false,
+            &AtomicBool::new(true),
+        )
+        .unwrap_err();
+        let DataError::Interrupted {
+            file,
+            url: Some(url),
+        } = &err
+        else {
+            panic!("expected Interrupted while downloading, got {err}")
+        };
+        let dest = root.path().join("mnist/train-images-idx3-ubyte.gz");
+        assert_eq!(file, &dest);
+        assert_eq!(
+            url,
+            "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz"
+        );
+        assert!(!dest.exists());
+        assert!(
+            !root
+                .path()
+                .join("mnist/train-images-idx3-ubyte.gz.part")
+                .exists()
+        );
+    }
+
     /// `<repo>/../shared/datasets/mnist`, where the project keeps a few MNIST files.
     fn shared_mnist() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/mnist")
@@ -358,7 +461,7 @@ mod tests {
     #[test]
     fn a_missing_file_without_download_names_every_place_looked() {
         let root = tempfile::tempdir().unwrap();
-        let err = load_mnist(MnistKind::Mnist, root.path(), false, false).unwrap_err();
+        let err = load_mnist(MnistKind::Mnist, root.path(), false, false, &GO).unwrap_err();
         let DataError::NotFound {
             looked,
             download_error,
@@ -411,7 +514,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t10k-labels-idx1-ubyte.gz");
         fs::write(&path, gzip(&labels_bytes(&[1; 10_000]))).unwrap();
-        let err = read_checked(&path, &MNIST_FILES[3]).unwrap_err();
+        let err = read_checked(&path, &MNIST_FILES[3], &GO).unwrap_err();
         assert!(matches!(err, DataError::ChecksumMismatch { .. }), "{err}");
         let msg = err.to_string();
         assert!(msg.starts_with(&path.display().to_string()), "{msg}");
@@ -424,7 +527,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("train-images-idx3-ubyte.gz");
         fs::write(&path, gzip(&images_bytes(2, 28, 28))).unwrap();
-        let bytes = read_checked(&path, &MNIST_FILES[0]).unwrap();
+        let bytes = read_checked(&path, &MNIST_FILES[0], &GO).unwrap();
         assert_eq!(idx::parse_images(bytes.as_slice(), "x").unwrap().0, 2);
     }
 
@@ -464,8 +567,8 @@ mod tests {
             eprintln!("skipped: no MNIST test files in {}", dir.display());
             return;
         }
-        let images = read_checked(&images_path, &MNIST_FILES[2]).unwrap();
-        let labels = read_checked(&labels_path, &MNIST_FILES[3]).unwrap();
+        let images = read_checked(&images_path, &MNIST_FILES[2], &GO).unwrap();
+        let labels = read_checked(&labels_path, &MNIST_FILES[3], &GO).unwrap();
         let images = idx::parse_images(images.as_slice(), "t10k-images").unwrap();
         assert_eq!((images.0, images.1, images.2), (10_000, 28, 28));
         let labels = idx::parse_labels(labels.as_slice(), "t10k-labels").unwrap();
@@ -483,7 +586,7 @@ mod tests {
 
         let train_labels = dir.join("train-labels-idx1-ubyte.gz");
         if train_labels.exists() {
-            let bytes = read_checked(&train_labels, &MNIST_FILES[1]).unwrap();
+            let bytes = read_checked(&train_labels, &MNIST_FILES[1], &GO).unwrap();
             assert_eq!(
                 idx::parse_labels(bytes.as_slice(), "train-labels")
                     .unwrap()
@@ -504,7 +607,7 @@ mod tests {
             return;
         }
         let root = tempfile::tempdir().unwrap();
-        let splits = load_mnist(MnistKind::FashionMnist, root.path(), false, false).unwrap();
+        let splits = load_mnist(MnistKind::FashionMnist, root.path(), false, false, &GO).unwrap();
         let test = splits.test.as_ref().unwrap();
         assert_eq!((splits.train.len(), test.len()), (60_000, 10_000));
         assert_eq!(splits.train.features.cols(), 784);

@@ -20,7 +20,9 @@ mod mlp;
 
 pub use init::{Init, InitScheme, init_params};
 pub use loss::{Loss, Reduction, Target};
-pub use mlp::{Activation, AutoencoderConfig, BadRegressionConfig, LinearConfig, Mlp, MlpConfig};
+pub use mlp::{
+    Activation, AutoencoderConfig, BadRegressionConfig, LinearConfig, Mlp, MlpConfig, sigmoid,
+};
 
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};

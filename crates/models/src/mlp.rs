@@ -1,7 +1,7 @@
 //! Fully connected models: `mlp`, `autoencoder` and `linear`.
 
-use burn::tensor::Tensor;
-use burn::tensor::activation::{relu, sigmoid, tanh};
+use burn::tensor::activation::{relu, tanh};
+use burn::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::{Init, InitScheme, Loss, Mode, Model, ModelError, ParamSpec, Reduction, Task};
@@ -29,6 +29,33 @@ impl Activation {
             Self::Sigmoid => sigmoid(x),
             Self::Identity => x,
         }
+    }
+}
+
+/// Where [`sigmoid`] clamps an f64 input from below: e^700 ≈ 1.0e304 is still finite.
+const SIGMOID_F64_FLOOR: f64 = -700.0;
+
+/// The logistic sigmoid 1 / (1 + e^−x), element-wise, exact to the rounding of f64 when `x` is
+/// f64, on every backend, forward and backward.
+///
+/// Burn 0.22.1's default `ActivationOps::sigmoid` (what `burn::tensor::activation::sigmoid` runs
+/// on burn-ndarray, which does not override it) casts its input to f32, computes there and casts
+/// back; its backward pass recomputes the output the same way. With `precision = "f64"` that is an
+/// f32-accurate sigmoid and gradient (relative error ~1e-8). So for f64 tensors this composes the
+/// sigmoid from Burn's `exp`, `add_scalar` and `recip`, whose f64 kernels are native, and autodiff
+/// differentiates that composition (e^−x / (1 + e^−x)², i.e. σ(x)·σ(−x)). The input is first
+/// clamped from below at −700, so that e^−x never overflows and no inf·0 = NaN reaches the
+/// gradient; below −700 the result stays σ(−700) ≈ 1e−304 with a zero gradient. Other dtypes
+/// keep Burn's fused sigmoid, which computes in f32 (exact for f32).
+pub fn sigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if x.dtype() == DType::F64 {
+        x.clamp_min(SIGMOID_F64_FLOOR)
+            .neg()
+            .exp()
+            .add_scalar(1.0)
+            .recip()
+    } else {
+        burn::tensor::activation::sigmoid(x)
     }
 }
 
@@ -479,6 +506,127 @@ mod tests {
                 .build(6, Task::Classification { classes: 10 })
                 .is_err()
         );
+    }
+
+    /// Inputs over −30..30, most of them not representable in f32.
+    fn inputs() -> Vec<f64> {
+        let mut xs: Vec<f64> = (0..=240)
+            .map(|i| -30.0 + 0.25 * f64::from(i) + 0.1)
+            .collect();
+        xs.extend([
+            0.0,
+            1.0 / 3.0,
+            -2.0 / 3.0,
+            1e-3,
+            -1e-9,
+            7.123_456_789,
+            -17.3,
+            29.9,
+        ]);
+        xs
+    }
+
+    /// A column `[n, 1]` of f64 values on the ndarray device.
+    fn column(xs: &[f64]) -> Tensor<2> {
+        Tensor::from_data(
+            TensorData::new(xs.to_vec(), [xs.len(), 1]),
+            (&test_device(), DType::F64),
+        )
+    }
+
+    fn host_sigmoid(x: f64) -> f64 {
+        1.0 / (1.0 + (-x).exp())
+    }
+
+    /// Asserts `got` equals `want` to `rel` relative error, element by element (exactly for 0).
+    fn assert_close(what: &str, xs: &[f64], got: &[f64], want: &[f64], rel: f64) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for ((x, g), w) in xs.iter().zip(got).zip(want) {
+            assert!(
+                (g - w).abs() <= rel * w.abs(),
+                "{what}({x}): got {g:e}, want {w:e}, relative error {:e}",
+                ((g - w) / w).abs()
+            );
+        }
+    }
+
+    #[test]
+    fn every_activation_is_f64_accurate_on_ndarray() {
+        let xs = inputs();
+        for activation in [
+            Activation::Relu,
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::Identity,
+        ] {
+            // Exhaustive: a new activation must be added here.
+            let f: fn(f64) -> f64 = match activation {
+                Activation::Relu => |x| x.max(0.0),
+                Activation::Tanh => f64::tanh,
+                Activation::Sigmoid => host_sigmoid,
+                Activation::Identity => |x| x,
+            };
+            let y = activation.apply(column(&xs));
+            assert_eq!(y.dtype(), DType::F64);
+            let got = y.into_data().try_into_vec_as::<f64>().unwrap();
+            let want: Vec<f64> = xs.iter().map(|&x| f(x)).collect();
+            assert_close(&format!("{activation:?}"), &xs, &got, &want, 1e-14);
+        }
+    }
+
+    #[test]
+    fn the_autoencoder_sigmoid_output_is_f64_accurate_on_ndarray() {
+        // 1 → 1 → 1 with unit weights and zero biases: the output is σ(x), the pre-activations
+        // exact.
+        let model = parse("kind = \"autoencoder\"\nhidden = [1]\nactivation = \"identity\"")
+            .build(1, Task::Reconstruction)
+            .unwrap();
+        let d = test_device();
+        let param = |v: f64| Tensor::from_data(TensorData::new(vec![v], [1]), (&d, DType::F64));
+        let params = [param(1.0), param(0.0), param(1.0), param(0.0)];
+        let xs = inputs();
+        let got = model
+            .forward(&params, column(&xs), Mode::Eval)
+            .into_data()
+            .try_into_vec_as::<f64>()
+            .unwrap();
+        let want: Vec<f64> = xs.iter().map(|&x| host_sigmoid(x)).collect();
+        assert_close("autoencoder output", &xs, &got, &want, 1e-14);
+    }
+
+    #[test]
+    fn the_sigmoid_gradient_is_f64_accurate_and_finite_at_extremes() {
+        let xs = inputs();
+        let x = column(&xs).autodiff().require_grad();
+        let grads = sigmoid(x.clone()).sum().backward();
+        let got = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_into_vec_as::<f64>()
+            .unwrap();
+        // σ(1 − σ), written σ(x)·σ(−x) so the host side does not cancel for large x.
+        let want: Vec<f64> = xs
+            .iter()
+            .map(|&x| host_sigmoid(x) * host_sigmoid(-x))
+            .collect();
+        assert_close("sigmoid'", &xs, &got, &want, 1e-12);
+
+        let extremes = [-1e4, -745.0, -710.0, -700.0, 40.0, 710.0, 1e4];
+        let x = column(&extremes).autodiff().require_grad();
+        let y = sigmoid(x.clone());
+        let values = y.clone().into_data().try_into_vec_as::<f64>().unwrap();
+        let grads = y.sum().backward();
+        let grad = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_into_vec_as::<f64>()
+            .unwrap();
+        for ((x, v), g) in extremes.iter().zip(values).zip(grad) {
+            assert!((0.0..=1.0).contains(&v), "σ({x}) = {v}");
+            assert!(g.is_finite() && (0.0..1e-17).contains(&g), "σ'({x}) = {g}");
+        }
     }
 
     #[test]

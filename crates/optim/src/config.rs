@@ -206,7 +206,11 @@ mod tests {
         let cfg: OptimizerConfig = toml::from_str("kind = \"lossgrad\"\nlr = 0.1").unwrap();
         assert_eq!(
             cfg,
-            OptimizerConfig::Lossgrad(LossGradConfig { lr: 0.1, c: 1.05 })
+            OptimizerConfig::Lossgrad(LossGradConfig {
+                lr: 0.1,
+                c: 1.05,
+                unmeasured: Unmeasured::Paper,
+            })
         );
         let cfg: OptimizerConfig = toml::from_str("kind = \"sgd\"\nmomentum = 0.9").unwrap();
         assert_eq!(cfg.lr(), 0.01);

@@ -58,7 +58,35 @@
 //! `eta`: η after this step's update (what the next step uses; for `next_batch` the η this step
 //! used). `d_eta`: the f'(η) estimate (num/2ε, or the exact inner product of `same_batch` /
 //! `next_batch`). `d2_eta`: f''(η) ≈ den/(4ε²) before the guard (second order only). NaN where
-//! not computed or not finite. The `lr` column is the η this update used.
+//! not computed or not finite. `unmeasured`: 1 for an unmeasured step (below), 0 otherwise
+//! (always 0 for `same_batch` and `next_batch`); NaN on a skipped step. The `lr` column is the η
+//! this update used.
+//!
+//! # Unmeasured steps (`unmeasured = "paper" | "exact"`)
+//! The finite differences compare losses at shifted weights w − e·g with one another. When ε·g is
+//! below the spacing of the weights at the run's precision, the shifted weights round to the same
+//! values and the probes return the same loss bit for bit: the differences see no change at all.
+//! A step is *unmeasured* when ‖g‖² > 0 and
+//! - second order: all five probe losses are equal, f(η−2ε) == f(η−ε) == f(η) == f(η+ε) ==
+//!   f(η+2ε) (then num = den = 0, den is guarded to δ, and the Newton step is 0);
+//! - first order, `finite_difference`: f(η+ε) == f(η−ε) (then f'(η) reads 0).
+//!
+//! The probes are compared with each other, not with the batch loss, so the test also holds for
+//! `probe = "validation"` and for an η whose own step w − η·g is measurable. `same_batch` and
+//! `next_batch` measure f' from gradients and are never unmeasured.
+//! - `unmeasured = "paper"` (default): the paper's rule on the numbers as they are: the η step is
+//!   0, so d ← β·d and η ← max(η + d, δ) (η stays where it was when β = 0; with momentum, d keeps
+//!   moving it on earlier steps' information).
+//! - `unmeasured = "exact"`: exact arithmetic would measure some f'(η) and f''(η), which these
+//!   numbers do not give, so the step carries no information about η: η and d are left as they
+//!   were (the weights still take their step with η). This differs from `"paper"` only when
+//!   β > 0.
+//!
+//! Either way the step counts 1 in `unmeasured`, and the first one of the run returns a warning
+//! ([`StepOutput::warning`]) naming the cause and the remedies: `run.precision = "f64"`, a larger
+//! `optimizer.eps` (the probes' spacing; a larger `lr` does not help here), `derivative =
+//! "same_batch"` for the first order, or `unmeasured = "exact"`. The check compares numbers the
+//! step has anyway: no extra pass.
 //!
 //! # Where this crate departs from or resolves the paper
 //! - Denominator guard: 001 adds δ when den "≈ 0", without a threshold; 004 adds it only when it
@@ -91,6 +119,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::OptimError;
 use crate::api::{LossProbe, OptimizerState, StepInput, StepOutput, StepSizeOptimizer};
+use crate::unmeasured::{self, OnceWarning, Unmeasured};
 use crate::vector::{self, ParamList};
 
 /// Which update η gets: Newton's method (Sec. 3.2) or gradient descent (Sec. 3.1).
@@ -162,6 +191,11 @@ pub struct GortiRavautConfig {
     /// Where the loss probes are evaluated: `"train_batch"` (default) or `"validation"`.
     #[serde(default)]
     pub probe: GortiRavautProbe,
+    /// How a step whose probe losses are all equal is treated: `"paper"` (default: the η step is
+    /// 0, momentum still applies) or `"exact"` (η and its momentum unchanged); see the module
+    /// documentation.
+    #[serde(default)]
+    pub unmeasured: Unmeasured,
 }
 
 impl GortiRavautConfig {
@@ -219,6 +253,7 @@ impl Default for GortiRavautConfig {
             alpha: Self::default_alpha(),
             derivative: GortiRavautDerivative::default(),
             probe: GortiRavautProbe::default(),
+            unmeasured: Unmeasured::default(),
         }
     }
 }
@@ -233,6 +268,8 @@ pub struct GortiRavaut {
     d: f64,
     /// g_{t−1}, the previous step's gradient (`next_batch` only; `None` before the first step).
     prev_grad: Option<ParamList>,
+    /// Whether the unmeasured-step warning was given (not saved state).
+    warning: OnceWarning,
 }
 
 /// f'(η) and f''(η) as this step estimated them (NaN where not computed), and the step on η.
@@ -241,6 +278,8 @@ struct EtaStep {
     d2_eta: f64,
     /// The change of η before momentum (−2ε·num/den or −α·f'); `None` when not finite.
     step: Option<f64>,
+    /// Whether the finite differences' probe losses were all equal (see the module docs).
+    probes_equal: bool,
 }
 
 impl EtaStep {
@@ -249,6 +288,7 @@ impl EtaStep {
             d_eta: f64::NAN,
             d2_eta: f64::NAN,
             step: None,
+            probes_equal: false,
         }
     }
 }
@@ -261,6 +301,7 @@ impl GortiRavaut {
             eta: config.lr,
             d: 0.0,
             prev_grad: None,
+            warning: OnceWarning::default(),
         }
     }
 
@@ -306,6 +347,7 @@ impl GortiRavaut {
             d_eta: num / (2.0 * eps),
             d2_eta: raw_den / (4.0 * eps * eps),
             step: step.is_finite().then_some(step),
+            probes_equal: [f1p, f1m, f2p, f2m].iter().all(|v| *v == f0),
         }
     }
 
@@ -324,7 +366,10 @@ impl GortiRavaut {
         } else {
             f64::NAN
         };
-        self.first_order(d_eta)
+        EtaStep {
+            probes_equal: fp.is_finite() && fp == fm,
+            ..self.first_order(d_eta)
+        }
     }
 
     /// −α·f'(η), with f'(η) already estimated (NaN when it could not be).
@@ -334,6 +379,7 @@ impl GortiRavaut {
             d_eta,
             d2_eta: f64::NAN,
             step: step.is_finite().then_some(step),
+            probes_equal: false,
         }
     }
 
@@ -347,6 +393,47 @@ impl GortiRavaut {
             self.eta = eta.max(self.config.delta);
         }
     }
+
+    /// The one-time warning, on the first unmeasured step of the run.
+    fn warn(&mut self, unmeasured: bool, eta: f64) -> Option<String> {
+        let config = &self.config;
+        self.warning.check(unmeasured, || {
+            let (probes, derivative) = if config.order == GortiRavautOrder::Second {
+                (
+                    "the five probe losses f(η), f(η ± ε), f(η ± 2ε) are",
+                    "f'(η) = f''(η) = 0",
+                )
+            } else {
+                ("the probe losses f(η + ε) and f(η − ε) are", "f'(η) = 0")
+            };
+            let (effect, option) = match config.unmeasured {
+                Unmeasured::Paper => (
+                    "the η step is 0 and η does not adapt (with momentum, d ← β·d keeps moving it)",
+                    ", or optimizer.unmeasured = \"exact\" (leave η and its momentum unchanged on \
+                     such a step)",
+                ),
+                Unmeasured::Exact => (
+                    "optimizer.unmeasured = \"exact\" leaves η and its momentum unchanged on such \
+                     a step",
+                    "",
+                ),
+            };
+            let same_batch = if config.order == GortiRavautOrder::First {
+                ", derivative = \"same_batch\" (f'(η) from a gradient, no differences)"
+            } else {
+                ""
+            };
+            format!(
+                "gorti_ravaut: {probes} equal bit for bit (η = {eta:e}, ε = {eps:e}): the shifted \
+                 weights w − e·g are within the rounding of one another at this precision, so the \
+                 finite differences see no change ({derivative}); {effect}. Remedies: \
+                 run.precision = \"f64\", a larger optimizer.eps (the probes' \
+                 spacing){same_batch}{option}. {counted}",
+                eps = config.eps,
+                counted = unmeasured::COUNTED,
+            )
+        })
+    }
 }
 
 impl StepSizeOptimizer for GortiRavaut {
@@ -355,7 +442,7 @@ impl StepSizeOptimizer for GortiRavaut {
     }
 
     fn diagnostic_names(&self) -> &'static [&'static str] {
-        &["eta", "d_eta", "d2_eta"]
+        &["eta", "d_eta", "d2_eta", "unmeasured"]
     }
 
     fn step(&mut self, input: StepInput<'_>) -> StepOutput {
@@ -398,7 +485,7 @@ impl StepSizeOptimizer for GortiRavaut {
             let eta = self.eta;
             let params = vector::add_scaled(&params, &grads, -eta);
             self.prev_grad = Some(grads);
-            return StepOutput::new(params, eta, vec![eta, update.d_eta, update.d2_eta]);
+            return StepOutput::new(params, eta, vec![eta, update.d_eta, update.d2_eta, 0.0]);
         }
 
         // The step's own weights w − η·g (OLD η); f(η) and the same-batch gradient probe them too.
@@ -430,13 +517,19 @@ impl StepSizeOptimizer for GortiRavaut {
         if !s.is_finite() {
             return StepOutput::skipped(params, eta, columns);
         }
-        self.advance(update.step);
-        let diagnostics = if update.step.is_some() {
+        // The probes moved the weights by multiples of ε·g ≠ 0, yet returned one loss.
+        let unmeasured = update.probes_equal && s > 0.0;
+        if !(unmeasured && self.config.unmeasured == Unmeasured::Exact) {
+            self.advance(update.step);
+        }
+        let mut diagnostics = if update.step.is_some() {
             vec![self.eta, update.d_eta, update.d2_eta]
         } else {
             vec![self.eta, f64::NAN, f64::NAN]
         };
-        StepOutput::new(moved, eta, diagnostics)
+        diagnostics.push(unmeasured::column(unmeasured));
+        let warning = self.warn(unmeasured, eta);
+        StepOutput::new(moved, eta, diagnostics).with_warning(warning)
     }
 
     fn current_lr(&self) -> f64 {
@@ -1000,6 +1093,137 @@ mod tests {
         // lands near 0.022 instead of 0.605.)
         assert!(rel(fpp32, qq) > 0.5, "f32: f'' {fpp32} vs {qq}");
         assert!(rel(eta32, exact) > 0.5, "f32: η {eta32} vs {exact}");
+    }
+
+    #[test]
+    fn probes_below_f32_resolution_are_counted_and_warned_once() {
+        // Weights near 1, η = 0.01, ε = 1e-10: η ± ε and η ± 2ε round to the same f32 scalar as
+        // η, so every probe sees the same shifted weights and returns the same loss, which is
+        // not the batch loss (w − η·g itself is measurable).
+        let n = 16;
+        let h: Vec<f64> = (0..n).map(|i| 0.5 + 0.1 * i as f64).collect();
+        let c: Vec<f64> = (0..n).map(|i| 0.4 - 0.03 * i as f64).collect();
+        let w: Vec<f64> = (0..n).map(|i| 1.0 + 0.01 * i as f64).collect();
+        let mut problem = Shifted { h, c };
+        let d = device();
+        let mut step = |opt: &mut GortiRavaut, dtype: DType| {
+            let params = vec![Tensor::from_data(
+                TensorData::new(w.clone(), [n]),
+                (&d, dtype),
+            )];
+            let (loss, grads) = problem.loss_and_grad_at(&params);
+            opt.step(StepInput {
+                params,
+                loss,
+                grads,
+                probe: &mut problem,
+                holdout: None,
+            })
+        };
+        let first_fd = |c: &mut GortiRavautConfig| {
+            c.order = GortiRavautOrder::First;
+            c.derivative = GortiRavautDerivative::FiniteDifference;
+        };
+        for (fd, unmeasured) in [
+            (false, Unmeasured::Paper),
+            (false, Unmeasured::Exact),
+            (true, Unmeasured::Paper),
+            (true, Unmeasured::Exact),
+        ] {
+            let cfg = config(|c| {
+                if fd {
+                    first_fd(c);
+                }
+                c.eps = 1e-10;
+                c.beta = 0.9;
+                c.unmeasured = unmeasured;
+            });
+            let mut opt = GortiRavaut::new(&cfg);
+            opt.d = 0.05;
+            let out = step(&mut opt, DType::F32);
+            let what = format!("fd {fd}, {unmeasured:?}");
+            assert_eq!(out.diagnostics[3], 1.0, "{what}: unmeasured");
+            assert_eq!(out.diagnostics[1], 0.0, "{what}: f' reads 0");
+            assert_eq!(out.lr, 0.01);
+            let (eta, dd) = match unmeasured {
+                // The η step is 0; the momentum still moves η.
+                Unmeasured::Paper => (0.01 + 0.9 * 0.05, 0.9 * 0.05),
+                Unmeasured::Exact => (0.01, 0.05),
+            };
+            assert!(
+                (opt.current_lr() - eta).abs() < 1e-15,
+                "{what}: η {}",
+                opt.current_lr()
+            );
+            assert!((opt.d - dd).abs() < 1e-15, "{what}: d {}", opt.d);
+            let warning = out.warning.expect("the first unmeasured step warns");
+            for part in [
+                "gorti_ravaut",
+                "rounding",
+                "run.precision = \"f64\"",
+                "optimizer.eps",
+                "optimizer.unmeasured = \"exact\"",
+            ] {
+                assert!(
+                    warning.contains(part),
+                    "{what}: {part:?} missing: {warning}"
+                );
+            }
+            assert_eq!(warning.contains("same_batch"), fd, "{warning}");
+            let out = step(&mut opt, DType::F32);
+            assert_eq!(out.diagnostics[3], 1.0);
+            assert!(out.warning.is_none(), "{what}: warned once only");
+
+            // In f64 the same probes differ: measured, no warning.
+            let mut opt = GortiRavaut::new(&cfg);
+            let out = step(&mut opt, DType::F64);
+            assert_eq!(out.diagnostics[3], 0.0, "{what}");
+            assert!(out.warning.is_none());
+        }
+        // same_batch measures f' from a gradient: never unmeasured, even here.
+        let mut opt = GortiRavaut::new(&config(|c| {
+            c.order = GortiRavautOrder::First;
+            c.eps = 1e-10;
+        }));
+        let out = step(&mut opt, DType::F32);
+        assert_eq!(out.diagnostics[3], 0.0);
+        assert!(out.warning.is_none());
+    }
+
+    #[test]
+    fn measurable_probes_and_zero_gradients_are_not_counted() {
+        let d = device();
+        let q = quadratic();
+        for order in [GortiRavautOrder::Second, GortiRavautOrder::First] {
+            for derivative in [
+                GortiRavautDerivative::SameBatch,
+                GortiRavautDerivative::NextBatch,
+                GortiRavautDerivative::FiniteDifference,
+            ] {
+                let mut opt = GortiRavaut::new(&config(|c| {
+                    c.order = order;
+                    c.derivative = derivative;
+                    c.eps = 1e-3;
+                }));
+                for theta in [THETA, [0.0; 3]] {
+                    let out = step_with(&mut opt, &q, &list(&[&theta], &d));
+                    assert_eq!(out.diagnostics.len(), 4);
+                    assert_eq!(
+                        out.diagnostics[3], 0.0,
+                        "{order:?} {derivative:?} {theta:?}"
+                    );
+                    assert!(out.warning.is_none());
+                }
+            }
+        }
+        let cfg: GortiRavautConfig = toml::from_str("unmeasured = \"exact\"").unwrap();
+        assert_eq!(cfg.unmeasured, Unmeasured::Exact);
+        let text = toml::to_string(&GortiRavautConfig::default()).unwrap();
+        assert!(text.contains("unmeasured = \"paper\""), "{text}");
+        assert_eq!(
+            toml::from_str::<GortiRavautConfig>(&text).unwrap(),
+            GortiRavautConfig::default()
+        );
     }
 
     #[test]

@@ -44,7 +44,8 @@
 //! logs the α this update used (after its own hypergradient step). α is learned, so neither kind
 //! takes a `[schedule]`. α is not clipped (neither does the paper): a large β can drive it
 //! negative. A non-finite loss, a non-finite inner product (a non-finite gradient) or a
-//! non-finite new α skips the update: weights, α and buffers unchanged, diagnostics NaN. Before
+//! non-finite new α skips the update: weights, α and buffers unchanged, diagnostics NaN (a
+//! non-finite new α is reported as the `lr` of that update, which ends the run as diverged). Before
 //! the first update (no u_prev / no moments) the check uses ‖d‖² instead.
 
 use burn::tensor::{DType, Device};
@@ -148,8 +149,12 @@ impl StepSizeOptimizer for SgdHd {
             None => (0.0, vector::sq_norm(&d).is_finite()), // SYNC
         };
         let alpha = self.alpha + beta * h;
-        if !input.loss.is_finite() || !finite || !alpha.is_finite() {
+        if !input.loss.is_finite() || !finite {
             return StepOutput::skipped(input.params, self.alpha, 1);
+        }
+        if !alpha.is_finite() {
+            // Reported as the update's step size: the trainer records the run as diverged.
+            return StepOutput::skipped(input.params, alpha, 1);
         }
         let u = match (momentum > 0.0, self.u_prev.take()) {
             (true, Some(buf)) => vector::add_scaled(&d, &buf, momentum),
@@ -314,8 +319,12 @@ impl StepSizeOptimizer for AdamHd {
             None => (0.0, vector::sq_norm(&d).is_finite()), // SYNC
         };
         let alpha = self.alpha + beta * h;
-        if !input.loss.is_finite() || !finite || !alpha.is_finite() {
+        if !input.loss.is_finite() || !finite {
             return StepOutput::skipped(input.params, self.alpha, 1);
+        }
+        if !alpha.is_finite() {
+            // Reported as the update's step size: the trainer records the run as diverged.
+            return StepOutput::skipped(input.params, alpha, 1);
         }
         let t = prev.saturating_add(1);
         let (m, v) = match self.moments.take() {

@@ -20,6 +20,9 @@
 //! - State across steps is the optimizer's own, exported as a serializable [`OptimizerState`]
 //!   for checkpoints.
 //! - [`OptimizerConfig`] mirrors the `[optimizer]` TOML section, one variant per `kind`.
+//! - Methods that compare losses at shifted weights (LossGrad, SLS, Gorti-Ravaut, naive GD-TLR)
+//!   detect a step too small to change the loss at the run's precision, count it in an
+//!   `unmeasured` column and warn once ([`unmeasured`]).
 //!
 //! # Methods
 //! | kind | method | extra passes per step |
@@ -57,6 +60,7 @@ pub mod sgd;
 pub mod sls;
 pub mod sps;
 pub mod tlr;
+pub mod unmeasured;
 pub mod vector;
 pub mod wngrad;
 pub mod yellowfin;
@@ -80,6 +84,7 @@ pub use sgd::{Sgd, SgdConfig};
 pub use sls::{Sls, SlsConfig};
 pub use sps::{Sps, SpsConfig};
 pub use tlr::{GdTlr, GdTlrConfig, GdTlrVariant, SgdTlr, SgdTlrConfig, SgdTlrPerLayer};
+pub use unmeasured::Unmeasured;
 pub use vector::ParamList;
 pub use wngrad::{WnGrad, WnGradConfig};
 pub use yellowfin::{YellowFin, YellowFinConfig};

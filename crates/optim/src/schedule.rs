@@ -132,18 +132,28 @@ impl ScheduleConfig {
         }
     }
 
-    /// Checks the settings for a run of `epochs` epochs; errors name the `schedule.*` key.
-    pub fn validate(&self, epochs: usize) -> Result<(), OptimError> {
+    /// Checks the settings for a run of `epochs` epochs from base rate `lr`; errors name the
+    /// `schedule.*` key.
+    pub fn validate(&self, epochs: usize, lr: f64) -> Result<(), OptimError> {
         match self {
             Self::Multistep(s) => {
                 check_factor("schedule.gamma", s.gamma)?;
-                if let Some(m) = &s.milestones
-                    && (m.contains(&0) || m.windows(2).any(|w| w[0] >= w[1]))
-                {
-                    return Err(OptimError::invalid(
-                        "schedule.milestones",
-                        format!("must be increasing epochs from 1, got {m:?}"),
-                    ));
+                if let Some(m) = &s.milestones {
+                    if m.contains(&0) || m.windows(2).any(|w| w[0] >= w[1]) {
+                        return Err(OptimError::invalid(
+                            "schedule.milestones",
+                            format!("must be increasing epochs from 1, got {m:?}"),
+                        ));
+                    }
+                    if let Some(late) = m.iter().find(|&&e| e > epochs) {
+                        return Err(OptimError::invalid(
+                            "schedule.milestones",
+                            format!(
+                                "milestone {late} is past the last epoch (training.epochs = \
+                                 {epochs}): it would never apply"
+                            ),
+                        ));
+                    }
                 }
                 Ok(())
             }
@@ -179,7 +189,20 @@ impl ScheduleConfig {
                 }
                 Ok(())
             }
-            Self::Cosine(s) => crate::check_non_negative("schedule.min_lr", s.min_lr),
+            Self::Cosine(s) => {
+                crate::check_non_negative("schedule.min_lr", s.min_lr)?;
+                if s.min_lr > lr {
+                    return Err(OptimError::invalid(
+                        "schedule.min_lr",
+                        format!(
+                            "{} is above the base rate optimizer.lr = {lr}: the schedule would \
+                             raise the rate",
+                            s.min_lr
+                        ),
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -296,9 +319,14 @@ mod tests {
                 "schedule.plateau_until",
             ),
             ("kind = \"cosine\"\nmin_lr = -1", "schedule.min_lr"),
+            ("kind = \"cosine\"\nmin_lr = 0.5", "schedule.min_lr"),
+            (
+                "kind = \"multistep\"\nmilestones = [10, 31]",
+                "schedule.milestones",
+            ),
         ];
         for (text, key) in cases {
-            let err = parse(text).validate(30).unwrap_err().to_string();
+            let err = parse(text).validate(30, 0.1).unwrap_err().to_string();
             assert!(err.contains(key), "{text}: {err}");
         }
         let err = toml::from_str::<ScheduleConfig>("kind = \"step\"\nstep = 3").unwrap_err();

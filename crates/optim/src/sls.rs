@@ -24,8 +24,27 @@
 //! is accepted, `max_backtracks` when none is (at most 100 extra forward passes). Defaults:
 //! η0 = `lr` = 1, c = 0.1, β = `beta` = 0.9, `max_backtracks` = 100 (the paper's values).
 //! The `lr` column logs the η this update used. Diagnostics: `backtracks` (the number of
-//! rejected trial steps), `grad_sq_norm` (‖g‖²) and `trial_loss` (the accepted L'; L itself when
-//! no step was needed, NaN when nothing was accepted and the 1e-6 fallback step was taken).
+//! rejected trial steps), `grad_sq_norm` (‖g‖²), `trial_loss` (the accepted L'; L itself when
+//! no step was needed, NaN when nothing was accepted and the 1e-6 fallback step was taken) and
+//! `unmeasured` (1 when a trial of this search was unmeasured, below; 0 otherwise).
+//!
+//! # Unmeasured trials (`unmeasured = "paper" | "exact"`)
+//! A trial is *unmeasured* when L' == L bit for bit (the f64 the probe returned equals the batch
+//! loss) while η·‖g‖² > 0: θ − η·g is within the rounding of θ at the run's precision. In exact
+//! arithmetic L(θ − η·g) = L − η·‖g‖² + O(η²), so the Armijo condition (c < 1) holds for every
+//! small enough η; in floating point it reads L ≤ L − c·η·‖g‖², false until c·η·‖g‖² is itself
+//! below the f64 rounding of L, and every smaller trial is unmeasured too: the search spends
+//! forward passes backtracking until η is that small (≈ 1e-16·L/‖g‖², accepted there) or to the
+//! 1e-6 fallback after `max_backtracks`, and the next search starts from that η: a silent stall.
+//! - `unmeasured = "paper"` (default): the paper's Armijo test on the numbers as they are.
+//! - `unmeasured = "exact"`: the first unmeasured trial is accepted (what exact arithmetic gives
+//!   for a step that small); its η becomes η_prev, so the next searches grow it by 2^{1/n_b}
+//!   until the change is measurable.
+//!
+//! Either way the step counts 1 in `unmeasured`, and the first one of the run returns a warning
+//! ([`StepOutput::warning`]) naming the cause and the remedies: `run.precision = "f64"`, a larger
+//! `optimizer.lr` (η0), or `unmeasured = "exact"`. The check compares numbers the search has
+//! anyway: no extra pass.
 //!
 //! # Project choices
 //! - The first trial is already lr·2^{1/n_b} (ALGORITHMS.md; Algorithm 2 of the paper starts at
@@ -39,6 +58,7 @@ use burn::tensor::{DType, Device};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{OptimizerState, StepInput, StepOutput, StepSizeOptimizer};
+use crate::unmeasured::{self, OnceWarning, Unmeasured};
 use crate::{OptimError, vector};
 
 /// Below this gradient norm no update is made (ALGORITHMS.md §5, as the authors' code).
@@ -63,6 +83,10 @@ pub struct SlsConfig {
     /// Trial steps per batch before the 1e-6 fallback (default 100).
     #[serde(default = "SlsConfig::default_max_backtracks")]
     pub max_backtracks: usize,
+    /// How a trial whose loss equals the batch loss exactly is treated: `"paper"` (default, the
+    /// Armijo test rejects it) or `"exact"` (accepted); see the module documentation.
+    #[serde(default)]
+    pub unmeasured: Unmeasured,
 }
 
 impl SlsConfig {
@@ -107,6 +131,7 @@ impl Default for SlsConfig {
             c: Self::default_c(),
             beta: Self::default_beta(),
             max_backtracks: Self::default_max_backtracks(),
+            unmeasured: Unmeasured::default(),
         }
     }
 }
@@ -124,6 +149,10 @@ pub struct Sls {
     eta: f64,
     /// Batches per epoch n_b (1 until `begin_epoch` says otherwise).
     batches_per_epoch: usize,
+    /// What an unmeasured trial does.
+    unmeasured: Unmeasured,
+    /// Whether the unmeasured-step warning was given (not saved state).
+    warning: OnceWarning,
 }
 
 impl Sls {
@@ -135,7 +164,41 @@ impl Sls {
             max_backtracks: config.max_backtracks,
             eta: config.lr,
             batches_per_epoch: 1,
+            unmeasured: config.unmeasured,
+            warning: OnceWarning::default(),
         }
+    }
+}
+
+impl Sls {
+    /// The one-time warning, when this search had an unmeasured trial (at step size `eta`).
+    fn warn(&mut self, unmeasured_at: Option<f64>, loss: f64, s: f64) -> Option<String> {
+        let mode = self.unmeasured;
+        self.warning.check(unmeasured_at.is_some(), || {
+            let eta = unmeasured_at.unwrap_or(f64::NAN);
+            let (effect, option) = match mode {
+                Unmeasured::Paper => (
+                    "the Armijo test rejects it and every smaller trial until c·η·‖g‖² is below \
+                     the f64 rounding of the loss (or the search falls back to η = 1e-6), and the \
+                     next search starts from that η",
+                    ", or optimizer.unmeasured = \"exact\" (accept such a trial: in exact \
+                     arithmetic the Armijo condition holds for a small enough η)",
+                ),
+                Unmeasured::Exact => (
+                    "optimizer.unmeasured = \"exact\" accepts it, so the next searches grow η \
+                     until the change is measurable",
+                    "",
+                ),
+            };
+            format!(
+                "sls: the trial loss L(θ − η·g) equals the batch loss {loss} exactly at \
+                 η = {eta:e} (η·‖g‖² = {lred:e}): {cause}; {effect}. Remedies: run.precision = \
+                 \"f64\", a larger optimizer.lr (η0){option}. {counted}",
+                lred = eta * s,
+                cause = unmeasured::CAUSE,
+                counted = unmeasured::COUNTED,
+            )
+        })
     }
 }
 
@@ -145,7 +208,7 @@ impl StepSizeOptimizer for Sls {
     }
 
     fn diagnostic_names(&self) -> &'static [&'static str] {
-        &["backtracks", "grad_sq_norm", "trial_loss"]
+        &["backtracks", "grad_sq_norm", "trial_loss", "unmeasured"]
     }
 
     fn begin_epoch(&mut self, _epoch: usize, batches_per_epoch: usize) {
@@ -162,29 +225,56 @@ impl StepSizeOptimizer for Sls {
         } = input;
         let s = vector::sq_norm(&grads); // SYNC
         if !loss.is_finite() || !s.is_finite() {
-            return StepOutput::new(params, self.eta, vec![f64::NAN, s, f64::NAN]);
+            return StepOutput::new(params, self.eta, vec![f64::NAN, s, f64::NAN, f64::NAN]);
         }
         if s.sqrt() < MIN_GRAD_NORM {
-            return StepOutput::new(params, self.eta, vec![0.0, s, loss]);
+            return StepOutput::new(params, self.eta, vec![0.0, s, loss, 0.0]);
         }
         let mut eta = self.eta * 2f64.powf(1.0 / self.batches_per_epoch as f64);
+        // The η of the first unmeasured trial, if any.
+        let mut unmeasured_at: Option<f64> = None;
         for backtracks in 0..self.max_backtracks {
             let trial = vector::add_scaled(&params, &grads, -eta);
             let trial_loss = probe.loss_at(&trial); // SYNC: one forward pass
+            // θ moved by η·g ≠ 0 (‖g‖ ≥ 1e-8 here), yet the probe returned L itself.
+            let unmeasured = trial_loss == loss && eta * s > 0.0;
+            if unmeasured && unmeasured_at.is_none() {
+                unmeasured_at = Some(eta);
+            }
             // A NaN trial loss fails this comparison: it counts as a rejection.
-            if trial_loss <= loss - self.c * eta * s {
+            if trial_loss <= loss - self.c * eta * s
+                || (unmeasured && self.unmeasured == Unmeasured::Exact)
+            {
                 self.eta = eta;
-                return StepOutput::new(trial, eta, vec![backtracks as f64, s, trial_loss]);
+                let warning = self.warn(unmeasured_at, loss, s);
+                return StepOutput::new(
+                    trial,
+                    eta,
+                    vec![
+                        backtracks as f64,
+                        s,
+                        trial_loss,
+                        unmeasured::column(unmeasured_at.is_some()),
+                    ],
+                )
+                .with_warning(warning);
             }
             eta *= self.beta;
         }
         self.eta = FALLBACK_STEP;
         let params = vector::add_scaled(&params, &grads, -FALLBACK_STEP);
+        let warning = self.warn(unmeasured_at, loss, s);
         StepOutput::new(
             params,
             FALLBACK_STEP,
-            vec![self.max_backtracks as f64, s, f64::NAN],
+            vec![
+                self.max_backtracks as f64,
+                s,
+                f64::NAN,
+                unmeasured::column(unmeasured_at.is_some()),
+            ],
         )
+        .with_warning(warning)
     }
 
     fn current_lr(&self) -> f64 {
@@ -306,6 +396,7 @@ mod tests {
             c: 0.3,
             beta: 0.7,
             max_backtracks: 100,
+            unmeasured: Unmeasured::Paper,
         });
         opt.begin_epoch(1, 5);
         let mut theta = vec![1.0, -0.5, 0.25];
@@ -406,6 +497,129 @@ mod tests {
             assert!(out.diagnostics[0].is_nan());
             assert_eq!(opt.current_lr(), 1.0);
         }
+    }
+
+    /// One step at `theta` with f32 weights and gradient (an f32 model), with a counting probe.
+    fn step_at_f32(opt: &mut Sls, q: &Quadratic, theta: &[f64]) -> (StepOutput, usize) {
+        let d = device();
+        let f32_list = |v: &[f64]| {
+            let v: Vec<f32> = v.iter().map(|x| *x as f32).collect();
+            let n = v.len();
+            vec![Tensor::<1>::from_data(
+                burn::tensor::TensorData::new(v, [n]),
+                (&d, DType::F32),
+            )]
+        };
+        let mut probe = Counting {
+            q: q.clone(),
+            calls: 0,
+            always: None,
+        };
+        let out = opt.step(StepInput {
+            params: f32_list(theta),
+            loss: q.loss(theta),
+            grads: f32_list(&q.grad(theta)),
+            probe: &mut probe,
+            holdout: None,
+        });
+        (out, probe.calls)
+    }
+
+    #[test]
+    fn sls_trial_below_f32_resolution_is_counted_and_warned_once() {
+        // Weights 1, η·g ≤ 8e-12: θ − η·g == θ in f32, so every trial loss equals L exactly.
+        let q = Quadratic::diagonal(vec![1.0, 4.0]);
+        let theta = [1.0, 1.0];
+        let config = |unmeasured| SlsConfig {
+            lr: 1e-12,
+            unmeasured,
+            ..SlsConfig::default()
+        };
+        // The paper's rule: every trial is rejected until c·η·‖g‖² falls below the f64 rounding
+        // of L (then L' = L ≤ L − c·η·‖g‖² holds), at η ≈ 1e-16.
+        let (loss, s) = (q.loss(&theta), 17.0);
+        let k = (0..100)
+            .find(|&k| loss - 0.1 * 2e-12 * 0.9f64.powi(k) * s == loss)
+            .unwrap();
+        assert!(k > 80, "k = {k}");
+        let mut opt = Sls::new(&config(Unmeasured::Paper));
+        let (out, calls) = step_at_f32(&mut opt, &q, &theta);
+        assert_eq!((calls, out.diagnostics[0]), (k as usize + 1, k as f64));
+        assert_eq!(out.diagnostics[3], 1.0, "unmeasured");
+        assert!(out.lr < 1e-15, "η = {}", out.lr);
+        let warning = out.warning.expect("the first unmeasured search warns");
+        for part in [
+            "sls",
+            "rounding",
+            "equals the batch loss",
+            "run.precision = \"f64\"",
+            "optimizer.lr",
+            "optimizer.unmeasured = \"exact\"",
+        ] {
+            assert!(warning.contains(part), "{part:?} missing: {warning}");
+        }
+        opt.eta = 1e-12;
+        let (out, _) = step_at_f32(&mut opt, &q, &theta);
+        assert_eq!(out.diagnostics[3], 1.0);
+        assert!(out.warning.is_none(), "warned once only");
+        // With fewer backtracks allowed it ends at the 1e-6 fallback instead.
+        let mut opt = Sls::new(&SlsConfig {
+            max_backtracks: 50,
+            ..config(Unmeasured::Paper)
+        });
+        let (out, calls) = step_at_f32(&mut opt, &q, &theta);
+        assert_eq!((calls, out.lr, out.diagnostics[3]), (50, 1e-6, 1.0));
+        assert!(out.warning.is_some());
+
+        // "exact": the first trial (2e-12) is accepted, and the next search doubles it.
+        let mut opt = Sls::new(&config(Unmeasured::Exact));
+        let (out, calls) = step_at_f32(&mut opt, &q, &theta);
+        assert_eq!((calls, out.diagnostics[0]), (1, 0.0));
+        assert_eq!(
+            (out.diagnostics[2], out.diagnostics[3]),
+            (q.loss(&theta), 1.0)
+        );
+        assert_eq!(out.lr, 2e-12);
+        assert_eq!(values(&out.params), vec![theta.to_vec()]);
+        assert!(
+            out.warning
+                .expect("exact mode warns too")
+                .contains("accepts")
+        );
+        let (out, _) = step_at_f32(&mut opt, &q, &theta);
+        assert_eq!((out.lr, out.diagnostics[3]), (4e-12, 1.0));
+        assert!(out.warning.is_none());
+
+        // In f64 the same trial is measurable: Armijo holds, nothing is counted.
+        let mut opt = Sls::new(&config(Unmeasured::Paper));
+        let (out, calls) = step_at(&mut opt, &q, &theta, None);
+        assert_eq!((calls, out.lr, out.diagnostics[3]), (1, 2e-12, 0.0));
+        assert!(out.warning.is_none());
+    }
+
+    #[test]
+    fn sls_measurable_searches_are_not_counted_and_do_not_warn() {
+        let q = Quadratic::diagonal(vec![1.0, 10.0]);
+        for unmeasured in [Unmeasured::Paper, Unmeasured::Exact] {
+            let mut opt = Sls::new(&SlsConfig {
+                unmeasured,
+                ..SlsConfig::default()
+            });
+            let (out, _) = step_at(&mut opt, &q, &[1.0, 1.0], None);
+            assert_eq!((out.diagnostics[0], out.diagnostics[3]), (23.0, 0.0));
+            assert!(out.warning.is_none());
+            let (out, _) = step_at_f32(&mut opt, &q, &[1.0, 1.0]);
+            assert_eq!(out.diagnostics[3], 0.0);
+            assert!(out.warning.is_none());
+        }
+        let cfg: SlsConfig = toml::from_str("unmeasured = \"exact\"").unwrap();
+        assert_eq!(cfg.unmeasured, Unmeasured::Exact);
+        let text = toml::to_string(&SlsConfig::default()).unwrap();
+        assert!(text.contains("unmeasured = \"paper\""), "{text}");
+        assert_eq!(
+            toml::from_str::<SlsConfig>(&text).unwrap(),
+            SlsConfig::default()
+        );
     }
 
     #[test]

@@ -27,6 +27,21 @@
 //!   α ← max(0, α + η·⟨g, g_prev⟩);  w ← w − α·g;  g_prev ← g   # cost 1F + 1B
 //! ```
 //!
+//! Diagnostics: `ratio`, `alpha`, `grad_dot`, `grad_sq_norm` (as [`GdTlr`]'s
+//! `diagnostic_names` describes them) and `unmeasured`: 1 for an unmeasured naive step (below),
+//! 0 otherwise (always 0 for `efficient` and `fixed_eta`, which probe nothing); NaN on a skipped
+//! step.
+//!
+//! *Unmeasured naive steps.* A naive step is unmeasured when α·‖g‖² ≠ 0 and the probe's loss at
+//! w − α·g equals the batch loss bit for bit: the shifted weights are within the rounding of w at
+//! the run's precision (a tiny α). Then h is (up to the few weights that did move) the gradient at
+//! w itself, ⟨h, g⟩ = ‖g‖², and α ← α + η·‖g‖²: that is already what exact arithmetic gives for
+//! a small α (⟨∇L(w − α·g), g⟩ = ‖g‖² − α·gᵀHg + O(α²) → ‖g‖²), so the rule does not stall, but
+//! α grows only additively while the weights barely move. There is therefore no
+//! `unmeasured = "exact"` option for `gd_tlr`; the step is counted in `unmeasured`, and the first
+//! one of the run returns a warning ([`StepOutput::warning`]) with the remedies,
+//! `run.precision = "f64"` or a larger `optimizer.lr` (α0).
+//!
 //! **`sgd_tlr`** ([`SgdTlr`]): the SGD extension (Sec. 4, Eq. 10) used in all the paper's
 //! experiments. The weights follow momentum SGD at the window's α; α changes once per window of
 //! K = max(1, ⌊p·N⌋) updates (N = batches per epoch), with the window's accumulated direction
@@ -89,6 +104,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{OptimizerState, StepInput, StepOutput, StepSizeOptimizer};
 use crate::sgd::with_weight_decay;
+use crate::unmeasured::{self, OnceWarning};
 use crate::vector::{self, ParamList};
 use crate::{OptimError, check_in_unit, check_non_negative, check_positive};
 
@@ -215,6 +231,8 @@ pub struct GdTlr {
     /// g_{t−1}, the previous update's gradient (`efficient`, `fixed_eta`); `None` stands for
     /// g_{−1} = 0 before the first update, and always for `naive`.
     prev_grad: Option<ParamList>,
+    /// Whether the unmeasured-step warning was given (`naive`; not saved state).
+    warning: OnceWarning,
 }
 
 impl GdTlr {
@@ -224,12 +242,13 @@ impl GdTlr {
             config: config.clone(),
             alpha: config.lr,
             prev_grad: None,
+            warning: OnceWarning::default(),
         }
     }
 }
 
 /// Diagnostics of [`GdTlr`].
-const GD_TLR_COLUMNS: &[&str] = &["ratio", "alpha", "grad_dot", "grad_sq_norm"];
+const GD_TLR_COLUMNS: &[&str] = &["ratio", "alpha", "grad_dot", "grad_sq_norm", "unmeasured"];
 
 impl StepSizeOptimizer for GdTlr {
     fn kind(&self) -> &'static str {
@@ -238,7 +257,8 @@ impl StepSizeOptimizer for GdTlr {
 
     /// `ratio`: Eq. 9's factor (NaN for `naive` and `fixed_eta`); `alpha`: α after the update
     /// (the step size it used); `grad_dot`: ⟨g_t, g_{t−1}⟩, or ⟨h, g⟩ for `naive`;
-    /// `grad_sq_norm`: ‖g‖².
+    /// `grad_sq_norm`: ‖g‖²; `unmeasured`: 1 when the naive probe's loss equals the batch loss
+    /// exactly (see the module documentation), else 0.
     fn diagnostic_names(&self) -> &'static [&'static str] {
         GD_TLR_COLUMNS
     }
@@ -256,6 +276,7 @@ impl StepSizeOptimizer for GdTlr {
         if !loss.is_finite() {
             return skip(params);
         }
+        let mut unmeasured = false;
         let (new_alpha, r, dot, s) = match self.config.variant {
             GdTlrVariant::Efficient | GdTlrVariant::FixedEta => {
                 let (p, s) = match &self.prev_grad {
@@ -287,18 +308,38 @@ impl StepSizeOptimizer for GdTlr {
                 if !(hg.is_finite() && s.is_finite()) {
                     return skip(params);
                 }
+                // The probe moved the weights by α·g ≠ 0, yet returned the batch loss itself.
+                unmeasured = shifted_loss == loss && alpha != 0.0 && s > 0.0;
                 (alpha + self.config.eta * hg, f64::NAN, hg, s)
             }
         };
         if !new_alpha.is_finite() {
-            return skip(params);
+            // Reported as the update's step size: the trainer records the run as diverged.
+            return StepOutput::skipped(params, new_alpha, GD_TLR_COLUMNS.len());
         }
         let params = vector::add_scaled(&params, &grads, -new_alpha);
         self.alpha = new_alpha;
         if self.config.variant != GdTlrVariant::Naive {
             self.prev_grad = Some(grads);
         }
-        StepOutput::new(params, new_alpha, vec![r, new_alpha, dot, s])
+        let warning = self.warning.check(unmeasured, || {
+            format!(
+                "gd_tlr (naive): the loss at the shifted weights w − α·g equals the batch loss \
+                 {loss} exactly at α = {alpha:e} (α·‖g‖² = {lred:e}): {cause}. The gradient \
+                 there is the gradient at w, so α grows only by η·‖g‖² per step (what exact \
+                 arithmetic gives for so small an α) while the weights barely move. Remedies: \
+                 run.precision = \"f64\" or a larger optimizer.lr (α0). {counted}",
+                lred = alpha * s,
+                cause = unmeasured::CAUSE,
+                counted = unmeasured::COUNTED,
+            )
+        });
+        StepOutput::new(
+            params,
+            new_alpha,
+            vec![r, new_alpha, dot, s, unmeasured::column(unmeasured)],
+        )
+        .with_warning(warning)
     }
 
     /// The current α; the next `efficient`/`fixed_eta`/`naive` update rescales it before use.
@@ -1100,6 +1141,79 @@ mod tests {
             );
             close_all(&values(&out.params)[0], &theta, &format!("θ at step {t}"));
             params = out.params;
+        }
+    }
+
+    /// A quadratic probe whose gradient comes back in the weights' precision (f32 for f32).
+    struct InDtype(Quadratic);
+
+    impl LossProbe for InDtype {
+        fn loss_at(&mut self, params: &[Tensor<1>]) -> f64 {
+            self.0.loss_at(params)
+        }
+        fn loss_and_grad_at(&mut self, params: &[Tensor<1>]) -> (f64, ParamList) {
+            let (loss, grads) = self.0.loss_and_grad_at(params);
+            let dtype = params[0].dtype();
+            (loss, grads.into_iter().map(|g| g.cast(dtype)).collect())
+        }
+    }
+
+    #[test]
+    fn naive_gd_tlr_step_below_f32_resolution_is_counted_and_warned_once() {
+        // Weights 1, α·g ≤ 4e-12: w − α·g == w in f32, so the probe returns the batch loss.
+        let d = device();
+        let q = Quadratic::diagonal(vec![1.0, 4.0]);
+        let theta = [1.0, 1.0];
+        let (alpha0, eta) = (1e-12, 1e-3);
+        let mut opt = gd(GdTlrVariant::Naive, alpha0, eta);
+        let params: ParamList = list(&[&theta], &d)
+            .into_iter()
+            .map(|t| t.cast(DType::F32))
+            .collect();
+        let mut probe = InDtype(q.clone());
+        let grads = probe.loss_and_grad_at(&params).1;
+        let out = step_raw(&mut opt, &mut probe, &params, q.loss(&theta), grads.clone());
+        assert_eq!(out.diagnostics[4], 1.0, "unmeasured");
+        // h = g: α grows by η·‖g‖² = 1.7e-2, exact arithmetic's answer for a tiny α.
+        close(out.diagnostics[2], 17.0, "⟨h, g⟩");
+        close(out.lr, alpha0 + eta * 17.0, "α");
+        let warning = out.warning.expect("the first unmeasured step warns");
+        for part in [
+            "gd_tlr (naive)",
+            "rounding",
+            "equals the batch loss",
+            "run.precision = \"f64\"",
+            "optimizer.lr",
+        ] {
+            assert!(warning.contains(part), "{part:?} missing: {warning}");
+        }
+        opt.alpha = alpha0;
+        let out = step_raw(&mut opt, &mut probe, &params, q.loss(&theta), grads);
+        assert_eq!(out.diagnostics[4], 1.0);
+        assert!(out.warning.is_none(), "warned once only");
+
+        // Measurable steps (f64 here, or the default α0 in f32) and the other variants: 0.
+        let mut opt = gd(GdTlrVariant::Naive, alpha0, eta);
+        let out = step_with(&mut opt, &q, &list(&[&theta], &d));
+        assert_eq!(out.diagnostics[4], 0.0);
+        assert!(out.warning.is_none());
+        for variant in [
+            GdTlrVariant::Naive,
+            GdTlrVariant::Efficient,
+            GdTlrVariant::FixedEta,
+        ] {
+            for lr in [0.1, alpha0] {
+                let mut opt = gd(variant, lr, eta);
+                let grads = probe.loss_and_grad_at(&params).1;
+                let out = step_raw(&mut opt, &mut probe, &params, q.loss(&theta), grads);
+                let want = if variant == GdTlrVariant::Naive && lr == alpha0 {
+                    1.0
+                } else {
+                    0.0
+                };
+                assert_eq!(out.diagnostics[4], want, "{variant:?}, α0 {lr}");
+                assert_eq!(out.warning.is_some(), want == 1.0);
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use steplab_models::{Mode, Model, ModelConfig, Target, Task, init_params};
 use steplab_optim::{LossProbe, OptimizerConfig, StepInput};
 
 use crate::backend::{self, Compute};
-use crate::config::{BackendKind, Precision};
+use crate::config::{BackendKind, ConfigError, Precision};
 use crate::data::Batch;
 use crate::trainer::{BatchProbe, loss_and_grad};
 
@@ -194,14 +194,15 @@ const METHODS: &[Method] = &[
 
 fn method(name: &str) -> Result<&'static Method> {
     METHODS.iter().find(|m| m.name == name).ok_or_else(|| {
-        anyhow::anyhow!(
-            "unknown benchmark method `{name}`; known: {}, all",
+        ConfigError(format!(
+            "--optimizers: unknown benchmark method `{name}`; known: {}, all",
             METHODS
                 .iter()
                 .map(|m| m.name)
                 .collect::<Vec<_>>()
                 .join(", ")
-        )
+        ))
+        .into()
     })
 }
 
@@ -223,6 +224,21 @@ struct Figure {
 pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(pair) = &args.child {
         return child(&pair[0], &pair[1], args.steps, args.rounds);
+    }
+    for (flag, value) in [("--steps", args.steps), ("--rounds", args.rounds)] {
+        if value == 0 {
+            return Err(ConfigError(format!("{flag}: must be at least 1")).into());
+        }
+    }
+    if args.steps < args.rounds {
+        return Err(ConfigError(format!(
+            "--steps ({}) must be at least --rounds ({}): each round times at least one step",
+            args.steps, args.rounds
+        ))
+        .into());
+    }
+    for backend in &args.backends {
+        backend_kind(backend)?;
     }
     let exe = std::env::current_exe().context("cannot locate the train binary")?;
     let mut methods: Vec<&'static Method> = Vec::new();
@@ -369,7 +385,12 @@ fn backend_kind(name: &str) -> Result<BackendKind> {
         "ndarray" => BackendKind::Ndarray,
         "flex" => BackendKind::Flex,
         "wgpu" => BackendKind::Wgpu,
-        other => bail!("unknown backend `{other}`"),
+        other => {
+            return Err(ConfigError(format!(
+                "--backends: unknown backend `{other}`; known: ndarray, flex, wgpu"
+            ))
+            .into());
+        }
     })
 }
 

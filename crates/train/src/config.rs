@@ -180,6 +180,10 @@ pub struct DataConfig {
     /// CSV only: regression or classification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<CsvTaskKind>,
+    /// CSV classification only: the number of classes K (labels 0..K−1). Default: the largest
+    /// label of the training and test files plus one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<u32>,
     /// CSV only: a second file used as the test set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_path: Option<PathBuf>,
@@ -244,12 +248,13 @@ impl Default for TrainingConfig {
     }
 }
 
-/// Reads `path`, applies `--set KEY=VALUE` overrides, and parses the result.
-pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
+/// Reads `path`, removes the `--unset KEY` keys, applies the `--set KEY=VALUE` overrides, and
+/// parses and checks the result.
+pub fn load(path: &Path, unset: &[String], overrides: &[String]) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("{}: cannot read config: {e}", path.display())))?;
-    let mut config =
-        parse(&text, overrides).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))?;
+    let mut config = parse_with(&text, unset, overrides)
+        .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))?;
     if config.run.name.is_none() {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
         config.run.name = Some(stem.to_string());
@@ -259,21 +264,110 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
 
 /// Parses config text with overrides applied (the testable core of [`load`]).
 pub fn parse(text: &str, overrides: &[String]) -> Result<Config, ConfigError> {
+    parse_with(text, &[], overrides)
+}
+
+/// Parses config text with `unset` keys removed, then `overrides` applied, and checks the
+/// values that need no data (run name, step budget).
+pub fn parse_with(
+    text: &str,
+    unset: &[String],
+    overrides: &[String],
+) -> Result<Config, ConfigError> {
     let mut table: toml::Table =
         toml::from_str(text).map_err(|e| ConfigError(format!("malformed TOML: {e}")))?;
+    for key in unset {
+        remove_key(&mut table, key)?;
+    }
     for item in overrides {
         apply_override(&mut table, item)?;
     }
     let value = toml::Value::Table(table);
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
+        let inner = e.into_inner().to_string();
         if path == "." || path.is_empty() {
-            ConfigError(inner.to_string())
+            ConfigError(inner)
         } else {
-            ConfigError::key(&path, inner)
+            ConfigError::key(&key_of_error(&path, &inner), inner)
         }
-    })
+    })?;
+    check(&config)?;
+    Ok(config)
+}
+
+/// The dotted key an error is about. `[model]`, `[optimizer]` and `[schedule]` are chosen by
+/// their `kind`, which hides the key from the error's path; serde names it in the message
+/// (``unknown field `x` ``, ``missing field `x` ``), and it is put back into the path here.
+fn key_of_error(path: &str, message: &str) -> String {
+    if path.contains('.') {
+        return path.to_string();
+    }
+    let named = |marker: &str| {
+        message
+            .split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_string)
+    };
+    if let Some(name) = named("unknown field `").or_else(|| named("missing field `")) {
+        format!("{path}.{name}")
+    } else if message.contains("unknown variant `") {
+        format!("{path}.kind")
+    } else {
+        path.to_string()
+    }
+}
+
+/// Checks the values a config holds that need no data or model (run name, step budget).
+fn check(config: &Config) -> Result<(), ConfigError> {
+    if let Some(name) = &config.run.name {
+        let path = Path::new(name);
+        let plain = !name.is_empty()
+            && path.components().count() == 1
+            && matches!(
+                path.components().next(),
+                Some(std::path::Component::Normal(_))
+            );
+        if !plain {
+            return Err(ConfigError::key(
+                "run.name",
+                format!(
+                    "{name:?} is not a plain directory name (no `/`, `..` or absolute path; it \
+                     names the run directory under run.out_dir)"
+                ),
+            ));
+        }
+    }
+    if config.training.max_steps == Some(0) {
+        return Err(ConfigError::key(
+            "training.max_steps",
+            "must be at least 1 (leave it out to train every epoch)",
+        ));
+    }
+    Ok(())
+}
+
+/// Removes one `--unset KEY` (a dotted path) from the config table; a key that is not there is an
+/// error naming it.
+fn remove_key(table: &mut toml::Table, key: &str) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError(format!(
+            "--unset {key}: `{key}` is not a dotted key path"
+        )));
+    }
+    let (last, parents) = parts.split_last().expect("split yields at least one part");
+    let mut node = table;
+    for part in parents {
+        node = node
+            .get_mut(*part)
+            .and_then(toml::Value::as_table_mut)
+            .ok_or_else(|| ConfigError(format!("--unset {key}: the config has no `{key}`")))?;
+    }
+    node.remove(*last)
+        .map(|_| ())
+        .ok_or_else(|| ConfigError(format!("--unset {key}: the config has no `{key}`")))
 }
 
 /// Applies one `KEY=VALUE` override: the value parses as TOML, or is taken as a string.
@@ -370,6 +464,52 @@ kind = "lossgrad"
             err.0.contains("optimizer") && err.0.contains("momentum"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn unknown_keys_inside_kind_chosen_sections_name_the_key() {
+        for (set, key) in [
+            ("model.hiden=[3]", "model.hiden"),
+            ("optimizer.cc=1.1", "optimizer.cc"),
+        ] {
+            let err = parse(BASE, &[set.to_string()]).unwrap_err();
+            assert!(err.0.starts_with(&format!("{key}: ")), "{set}: {err}");
+        }
+        let err = parse(
+            &format!("{BASE}\n[schedule]\nkind = \"step\"\nsize = 2"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.0.starts_with("schedule.size: "), "{err}");
+        let err = parse(BASE, &["optimizer.kind=sgdd".to_string()]).unwrap_err();
+        assert!(err.0.starts_with("optimizer.kind: "), "{err}");
+    }
+
+    #[test]
+    fn run_names_must_be_plain_and_max_steps_positive() {
+        for name in ["\"\"", "\"/tmp/x\"", "\"../up\"", "\"a/b\"", "\"..\""] {
+            let err = parse(BASE, &[format!("run.name={name}")]).unwrap_err();
+            assert!(err.0.starts_with("run.name: "), "{name}: {err}");
+        }
+        assert!(parse(BASE, &["run.name=\"seed_3\"".to_string()]).is_ok());
+        let err = parse(BASE, &["training.max_steps=0".to_string()]).unwrap_err();
+        assert!(err.0.starts_with("training.max_steps: "), "{err}");
+    }
+
+    #[test]
+    fn unset_removes_a_key_so_that_another_kind_fits() {
+        let text = format!("{BASE}c = 1.1\n");
+        let err = parse(&text, &["optimizer.kind=sgd".to_string()]).unwrap_err();
+        assert!(err.0.starts_with("optimizer.c: "), "{err}");
+        let c = parse_with(
+            &text,
+            &["optimizer.c".to_string()],
+            &["optimizer.kind=sgd".to_string()],
+        )
+        .unwrap();
+        assert_eq!(c.optimizer.kind(), "sgd");
+        let err = parse_with(&text, &["optimizer.momentum".to_string()], &[]).unwrap_err();
+        assert!(err.0.contains("optimizer.momentum"), "{err}");
     }
 
     #[test]

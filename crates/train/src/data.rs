@@ -1,5 +1,7 @@
 //! From `[data]` to host datasets, and from host rows to batch tensors.
 
+use std::sync::atomic::AtomicBool;
+
 use anyhow::Result;
 use burn::tensor::{DType, Tensor, TensorData};
 use steplab_data::{CsvTask, Dataset, Features, MnistKind, Targets};
@@ -20,8 +22,9 @@ pub struct Prepared {
     pub task: Task,
 }
 
-/// Loads the dataset a config names.
-pub fn prepare(config: &Config, progress: bool) -> Result<Prepared> {
+/// Loads the dataset a config names. `cancel` (Ctrl-C, SIGTERM) stops a download or a long load
+/// between chunks and files.
+pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<Prepared> {
     let data = &config.data;
     let (train, test) =
         match data.dataset {
@@ -31,7 +34,8 @@ pub fn prepare(config: &Config, progress: bool) -> Result<Prepared> {
                 } else {
                     MnistKind::FashionMnist
                 };
-                let splits = steplab_data::load_mnist(kind, &data.root, data.download, progress)?;
+                let splits =
+                    steplab_data::load_mnist(kind, &data.root, data.download, progress, cancel)?;
                 (splits.train, splits.test)
             }
             DatasetKind::Csv => {
@@ -51,10 +55,34 @@ pub fn prepare(config: &Config, progress: bool) -> Result<Prepared> {
                         )
                         .into()),
                     };
-                let train = steplab_data::load_csv(path, target, task)?;
+                if let Some(k) = data.classes {
+                    if task != CsvTask::Classification {
+                        return Err(ConfigError::key(
+                            "data.classes",
+                            "only applies to task = \"classification\"",
+                        )
+                        .into());
+                    }
+                    if k == 0 {
+                        return Err(ConfigError::key("data.classes", "must be at least 1").into());
+                    }
+                }
+                let train = steplab_data::load_csv(path, target, task, data.classes)?;
                 let test = match &data.test_path {
-                    Some(p) => Some(steplab_data::load_csv(p, target, task)?),
+                    Some(p) => Some(steplab_data::load_csv(p, target, task, data.classes)?),
                     None => None,
+                };
+                // One class count for both files: the test file may hold a class the training
+                // file lacks, or lack one it holds.
+                let (train, test) = match test {
+                    Some(test) => {
+                        let classes = num_classes(&train).max(num_classes(&test));
+                        (
+                            with_classes(train, classes),
+                            Some(with_classes(test, classes)),
+                        )
+                    }
+                    None => (train, None),
                 };
                 match data.test_rows {
                     Some(_) if test.is_some() => {
@@ -83,6 +111,7 @@ pub fn prepare(config: &Config, progress: bool) -> Result<Prepared> {
         ("data.target", data.target.is_some(), DatasetKind::Csv),
         ("data.task", data.task.is_some(), DatasetKind::Csv),
         ("data.test_path", data.test_path.is_some(), DatasetKind::Csv),
+        ("data.classes", data.classes.is_some(), DatasetKind::Csv),
         ("data.test_rows", data.test_rows.is_some(), DatasetKind::Csv),
         (
             "data.matrix",
@@ -169,6 +198,34 @@ pub fn prepare(config: &Config, progress: bool) -> Result<Prepared> {
     })
 }
 
+/// The number of classes of a classification set (0 for other targets).
+fn num_classes(set: &Dataset) -> usize {
+    match &set.targets {
+        Targets::Classes { num_classes, .. } => *num_classes,
+        _ => 0,
+    }
+}
+
+/// `set` with `classes` classes (at least its own: its labels stay valid).
+fn with_classes(set: Dataset, classes: usize) -> Dataset {
+    match set.targets {
+        Targets::Classes {
+            labels,
+            num_classes,
+        } => Dataset {
+            features: set.features,
+            targets: Targets::Classes {
+                labels,
+                num_classes: num_classes.max(classes),
+            },
+        },
+        targets => Dataset {
+            features: set.features,
+            targets,
+        },
+    }
+}
+
 /// `set` with its input columns standardised by the given statistics.
 fn standardized(set: Dataset, stats: &[(f64, f64)]) -> Dataset {
     Dataset {
@@ -178,7 +235,7 @@ fn standardized(set: Dataset, stats: &[(f64, f64)]) -> Dataset {
 }
 
 /// The `data.dataset` name of a kind.
-fn dataset_name(kind: DatasetKind) -> String {
+pub fn dataset_name(kind: DatasetKind) -> String {
     toml::Value::try_from(kind)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))

@@ -6,4 +6,5 @@ pub mod bench;
 pub mod config;
 pub mod data;
 pub mod output;
+pub mod rundir;
 pub mod trainer;

@@ -1,20 +1,22 @@
 //! `train`: runs one experiment from a TOML config and writes its loss and step-size curves.
 //!
 //! ```text
-//! train --config FILE [--set KEY=VALUE]... [--out DIR]
+//! train --config FILE [--set KEY=VALUE]... [--unset KEY]... [--out DIR] [--overwrite]
 //! train bench [--steps N] [--rounds R] [--pytorch]
 //! ```
 //! Exit status: 0 when the run finished or was recorded as diverged, 2 for a bad command line or
-//! config, 1 for other failures, 130 when interrupted by Ctrl-C.
+//! config, 1 for other failures, 128 + the signal's number when stopped by a signal (130 Ctrl-C,
+//! 143 SIGTERM, 129 SIGHUP).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use clap::{Parser, Subcommand};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
 use steplab_train::config::{self, ConfigError};
-use steplab_train::output::RunStatus;
+use steplab_train::output::{RunStatus, error_chain};
 use steplab_train::{bench, trainer};
 
 // A caching allocator: glibc's malloc returns Burn's large per-op buffers to the kernel and page
@@ -32,9 +34,16 @@ struct Cli {
     /// Override a config key by its dotted path; the value parses as TOML (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Remove a config key by its dotted path, so that its default applies (repeatable; applied
+    /// before --set).
+    #[arg(long = "unset", value_name = "KEY")]
+    unset: Vec<String>,
     /// The run directory (default: run.out_dir/run.name).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Replace an earlier run in the run directory (its files are removed first).
+    #[arg(long)]
+    overwrite: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -45,6 +54,9 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// The signals that stop a run after its current step (a second one exits at once).
+const STOP_SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -53,11 +65,24 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    match run(cli) {
-        Ok(code) => code,
+    let stop = Arc::new(AtomicBool::new(false));
+    let signal = Arc::new(AtomicUsize::new(0));
+    if let Err(e) = install_signal_handlers(&stop, &signal) {
+        eprintln!("error: cannot install the signal handlers: {e}");
+        return ExitCode::from(1);
+    }
+    let result = run(cli, &stop);
+    let signalled = signal.load(Ordering::SeqCst);
+    let by_signal = || ExitCode::from(128 + signalled.min(127) as u8);
+    match result {
+        Ok(Some(RunStatus::Interrupted { .. })) if signalled != 0 => by_signal(),
+        Ok(Some(RunStatus::Failed { .. })) => ExitCode::from(1),
+        Ok(_) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
-            if err.downcast_ref::<ConfigError>().is_some() {
+            eprintln!("error: {}", error_chain(&err));
+            if signalled != 0 {
+                by_signal()
+            } else if err.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
@@ -66,15 +91,34 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// SIGINT, SIGTERM and SIGHUP set `stop` (the run ends after its current step, recorded as
+/// interrupted) and record their number in `signal`; a second one of them exits at once with
+/// 128 + its number. SIGXFSZ (a file-size limit reached) is caught so that the write fails
+/// with an error the trainer records, instead of killing the process.
+fn install_signal_handlers(
+    stop: &Arc<AtomicBool>,
+    signal: &Arc<AtomicUsize>,
+) -> std::io::Result<()> {
+    for sig in STOP_SIGNALS {
+        // Registered first, so it sees the flag as it was before this signal set it.
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, stop.clone())?;
+        signal_hook::flag::register_usize(sig, signal.clone(), sig as usize)?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    signal_hook::flag::register(SIGXFSZ, Arc::new(AtomicBool::new(false)))?;
+    Ok(())
+}
+
+/// Runs the command; `Some(status)` for a training run.
+fn run(cli: Cli, stop: &AtomicBool) -> anyhow::Result<Option<RunStatus>> {
     if let Some(Command::Bench(args)) = cli.command {
         bench::run(&args)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(None);
     }
     let Some(path) = cli.config else {
         return Err(ConfigError("missing --config FILE (see train --help)".into()).into());
     };
-    let config = config::load(&path, &cli.set)?;
+    let config = config::load(&path, &cli.unset, &cli.set)?;
     let run_dir = match cli.out {
         Some(dir) => dir,
         None => config
@@ -82,14 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .out_dir
             .join(config.run.name.as_deref().unwrap_or("run")),
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-        .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
-    let status = trainer::train(&config, &run_dir, &stop)?;
+    let status = trainer::train(&config, &run_dir, cli.overwrite, stop)?;
     eprintln!("run directory: {}", run_dir.display());
-    Ok(match status {
-        RunStatus::Interrupted { .. } => ExitCode::from(130),
-        _ => ExitCode::SUCCESS,
-    })
+    Ok(Some(status))
 }

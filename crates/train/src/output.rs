@@ -1,19 +1,24 @@
 //! The run directory: `config.toml`, `steps.csv`, `epochs.csv` and `status`.
 //!
-//! CSV rows are flushed as they are written, so a run that dies keeps every row it finished.
+//! CSV rows are written whole as they are logged (one `write` per row), so a run that dies keeps
+//! every row it finished and no torn row; readers drop a torn last line all the same ([`read_rows`]).
 //! Numbers are written in the shortest form that parses back to the same f64.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-/// A CSV file written row by row, flushed after each row.
+/// A CSV file written row by row: each row is one `write` of the whole line, and a write that
+/// fails part-way (a full disk, a file-size limit) is cut back to the last whole row, so every
+/// row in the file is one that was really logged.
 pub struct CsvLog {
     path: PathBuf,
-    out: BufWriter<File>,
+    out: File,
     columns: usize,
+    /// Bytes of whole rows written so far.
+    committed: u64,
 }
 
 /// One CSV cell.
@@ -33,14 +38,15 @@ impl CsvLog {
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut log = Self {
             path: path.to_path_buf(),
-            out: BufWriter::new(file),
+            out: file,
             columns: header.len(),
+            committed: 0,
         };
         log.write_line(&header.join(","))?;
         Ok(log)
     }
 
-    /// Appends one row and flushes it.
+    /// Appends one row (written straight to the file, no buffering).
     pub fn row(&mut self, cells: &[Cell]) -> Result<()> {
         assert_eq!(
             cells.len(),
@@ -52,10 +58,47 @@ impl CsvLog {
     }
 
     fn write_line(&mut self, line: &str) -> Result<()> {
-        writeln!(self.out, "{line}")
-            .and_then(|_| self.out.flush())
-            .with_context(|| format!("cannot write {}", self.path.display()))
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        match self.out.write_all(&bytes) {
+            Ok(()) => {
+                self.committed += bytes.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                // Cut a partly written row back off; if even that fails, the reader's rule
+                // (a last line without its newline is dropped) still applies.
+                let _ = self
+                    .out
+                    .set_len(self.committed)
+                    .and_then(|()| self.out.seek(SeekFrom::Start(self.committed)));
+                Err(error).with_context(|| format!("cannot write {}", self.path.display()))
+            }
+        }
     }
+}
+
+/// Reads one of this tool's CSV files back: the header and the rows, each row split into cells.
+/// A last line without its newline is a row torn by a crash (SIGKILL, power loss) and is
+/// dropped, as is a row whose width differs from the header's.
+pub fn read_rows(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    let mut lines = whole.lines();
+    let header: Vec<String> = match lines.next() {
+        Some(line) => line.split(',').map(str::to_string).collect(),
+        None => anyhow::bail!("{}: no header row", path.display()),
+    };
+    let rows = lines
+        .map(|line| line.split(',').map(str::to_string).collect::<Vec<_>>())
+        .filter(|row| row.len() == header.len())
+        .collect();
+    Ok((header, rows))
 }
 
 fn format_cell(cell: &Cell) -> String {
@@ -78,20 +121,36 @@ pub fn format_f64(v: f64) -> String {
     }
 }
 
+/// Why a run was recorded as diverged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Divergence {
+    /// The training loss of a batch was NaN or infinite (that update was not applied).
+    NonFiniteLoss,
+    /// The method's step size became NaN or infinite (that update's row is logged).
+    NonFiniteStepSize,
+}
+
 /// How a run ended (the `status` file).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunStatus {
     /// All epochs (or `max_steps`) done.
     Completed,
-    /// The loss became non-finite at this step.
+    /// The run stopped on a non-finite value at this step.
     Diverged {
-        /// The update count at which the loss was non-finite.
+        /// The update count at which the value was non-finite.
         step: u64,
+        /// Which value.
+        cause: Divergence,
     },
-    /// Stopped by Ctrl-C after this many updates.
+    /// Stopped by a signal (Ctrl-C, SIGTERM, SIGHUP) after this many updates.
     Interrupted {
         /// Updates completed.
         step: u64,
+    },
+    /// Stopped by an error (a write that failed, a full disk, ...).
+    Failed {
+        /// The error, on one line.
+        error: String,
     },
 }
 
@@ -100,10 +159,34 @@ impl RunStatus {
     pub fn describe(&self) -> String {
         match self {
             Self::Completed => "completed".into(),
-            Self::Diverged { step } => format!("diverged at step {step}: non-finite training loss"),
+            Self::Diverged { step, cause } => {
+                let what = match cause {
+                    Divergence::NonFiniteLoss => "non-finite training loss",
+                    Divergence::NonFiniteStepSize => "non-finite step size",
+                };
+                format!("diverged at step {step}: {what}")
+            }
             Self::Interrupted { step } => format!("interrupted after step {step}"),
+            Self::Failed { error } => format!("failed: {}", error.replace('\n', " ")),
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: a library error that prints its
+/// source in its own message (`file: No such file or directory`) is not followed by the source
+/// again.
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text += ": ";
+            }
+            text += &part;
+        }
+    }
+    text
 }
 
 /// Writes the `status` file.
@@ -129,5 +212,49 @@ mod tests {
         }
         assert_eq!(format_f64(0.1), "0.1");
         assert_eq!(format_f64(f64::NAN), "NaN");
+    }
+
+    #[test]
+    fn a_torn_last_row_is_dropped_when_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("steps.csv");
+        std::fs::write(&path, "step,loss\n1,0.5\n2,0.25\n3,0.1").unwrap();
+        let (header, rows) = read_rows(&path).unwrap();
+        assert_eq!(header, ["step", "loss"]);
+        assert_eq!(rows, [["1", "0.5"], ["2", "0.25"]]);
+        std::fs::write(&path, "step,loss\n1,0.5\n2\n").unwrap();
+        assert_eq!(read_rows(&path).unwrap().1, [["1", "0.5"]]);
+    }
+
+    #[test]
+    fn rows_are_written_whole_and_a_failed_write_keeps_the_file_at_the_last_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("steps.csv");
+        let mut log = CsvLog::create(&path, &["step", "loss"]).unwrap();
+        log.row(&[Cell::Int(1), Cell::Num(0.5)]).unwrap();
+        // A file opened read-only makes every write fail: the file must stay as it was.
+        log.out = File::open(&path).unwrap();
+        let err = log.row(&[Cell::Int(2), Cell::Num(0.25)]).unwrap_err();
+        assert!(format!("{err:#}").contains("steps.csv"), "{err:#}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "step,loss\n1,0.5\n"
+        );
+    }
+
+    #[test]
+    fn statuses_say_why_a_run_ended() {
+        let s = RunStatus::Diverged {
+            step: 10,
+            cause: Divergence::NonFiniteStepSize,
+        };
+        assert_eq!(s.describe(), "diverged at step 10: non-finite step size");
+        let s = RunStatus::Failed {
+            error: "cannot write steps.csv:\nNo space left on device".into(),
+        };
+        assert_eq!(
+            s.describe(),
+            "failed: cannot write steps.csv: No space left on device"
+        );
     }
 }

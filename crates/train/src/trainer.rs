@@ -6,18 +6,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use steplab_data::Dataset;
-use steplab_models::{Loss, Mode, Model, Reduction, init_params};
-use steplab_optim::{LossProbe, ParamList, StepInput, StepOutput};
+use steplab_models::{Loss, Mode, Model, Reduction, Task, init_params};
+use steplab_optim::{LossProbe, ParamList, StepInput, StepOutput, StepSizeOptimizer};
 
 use crate::backend::{self, Compute};
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, DatasetKind};
 use crate::data::{self, Batch, make_batch};
-use crate::output::{Cell, CsvLog, RunStatus, write_status};
+use crate::output::{Cell, CsvLog, Divergence, RunStatus, error_chain, write_status};
+use crate::rundir::{self, RunDir};
 
 /// Reads a one-element tensor back to the host as f64 (a sync point).
 fn scalar(t: Tensor<1>) -> f64 {
@@ -186,9 +187,18 @@ struct EpochTotals {
 /// The generator stream of the held-out probe batches (independent of shuffling and init).
 const HOLDOUT_STREAM: u64 = 0x401d;
 
-/// Runs the experiment of `config` into `run_dir`. Ctrl-C (`stop`) ends it after the current step.
-pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunStatus> {
+/// Runs the experiment of `config` into `run_dir`. A signal (`stop`) ends it after the current
+/// step. An existing run in `run_dir` is refused unless `overwrite`; another process's run always
+/// is. Everything is checked (config, data, model size) before the run directory is touched, and
+/// an error after that is recorded in `status` as `failed: ...` where it can still be written.
+pub fn train(
+    config: &Config,
+    run_dir: &Path,
+    overwrite: bool,
+    stop: &AtomicBool,
+) -> Result<RunStatus> {
     let interactive = std::io::stderr().is_terminal();
+    rundir::precheck(run_dir, overwrite)?;
     let compute = backend::compute(config.run.backend, config.run.precision)?;
     let epochs = config.training.epochs;
     let batch_size = config.data.batch_size;
@@ -201,13 +211,13 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
     if config.data.eval_batch_size == 0 {
         return Err(ConfigError::key("data.eval_batch_size", "must be at least 1").into());
     }
-    let mut optimizer = config
+    let optimizer = config
         .optimizer
         .build()
         .map_err(|e| ConfigError(e.to_string()))?;
     if let Some(schedule) = &config.schedule {
         schedule
-            .validate(epochs)
+            .validate(epochs, config.optimizer.lr())
             .map_err(|e| ConfigError(e.to_string()))?;
         if optimizer.base_lr().is_none() {
             return Err(ConfigError::key(
@@ -221,7 +231,13 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
             .into());
         }
     }
-    let prepared = data::prepare(config, interactive)?;
+    if matches!(
+        config.data.dataset,
+        DatasetKind::Mnist | DatasetKind::FashionMnist
+    ) {
+        eprintln!("loading {} ...", data::dataset_name(config.data.dataset));
+    }
+    let prepared = data::prepare(config, interactive, stop)?;
     if optimizer.needs_holdout() && prepared.validation.is_none() {
         return Err(ConfigError::key(
             "data.validation_fraction",
@@ -241,9 +257,46 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
         .build(prepared.train.features.cols(), prepared.task)
         .map_err(|e| ConfigError(e.to_string()))?;
     let model = model.as_ref();
+    let num_params = check_model_size(model, &prepared, compute.dtype)?;
+    if stop.load(Ordering::SeqCst) {
+        anyhow::bail!("interrupted before training started");
+    }
 
-    std::fs::create_dir_all(run_dir)
-        .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
+    let held = RunDir::acquire(run_dir, overwrite)?;
+    let result = run(
+        config,
+        &compute,
+        &prepared,
+        model,
+        num_params,
+        optimizer,
+        held.path(),
+        stop,
+        interactive,
+    );
+    result.inspect_err(|error| {
+        let status = RunStatus::Failed {
+            error: error_chain(error),
+        };
+        let _ = write_status(held.path(), &status);
+    })
+}
+
+/// The run itself, once everything is checked and the run directory is held.
+#[allow(clippy::too_many_arguments)] // one call site; the checkpoint issue makes this a state
+fn run(
+    config: &Config,
+    compute: &Compute,
+    prepared: &data::Prepared,
+    model: &dyn Model,
+    num_params: usize,
+    mut optimizer: Box<dyn StepSizeOptimizer>,
+    run_dir: &Path,
+    stop: &AtomicBool,
+    interactive: bool,
+) -> Result<RunStatus> {
+    let epochs = config.training.epochs;
+    let batch_size = config.data.batch_size;
     let config_path = run_dir.join("config.toml");
     std::fs::write(&config_path, config::to_toml(config))
         .with_context(|| format!("cannot write {}", config_path.display()))?;
@@ -273,7 +326,6 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
         }
         None => None,
     };
-    let _ = std::fs::remove_file(run_dir.join("status"));
 
     let n = prepared.train.len();
     let batches_per_epoch = n.div_ceil(batch_size);
@@ -283,7 +335,7 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
         config.model.kind(),
         n,
         batches_per_epoch,
-        model.num_params(),
+        num_params,
         config.optimizer.kind(),
         format_args!("lr {}", config.optimizer.lr()),
         backend::name(config.run.backend),
@@ -316,11 +368,14 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
             labelled: false,
         };
         for rows in steplab_data::batches(&order, batch_size, false) {
-            let batch = make_batch(&prepared.train, rows, &compute);
+            let batch = make_batch(&prepared.train, rows, compute);
             // Forward + backward (the loss read-back is a sync point).
             let (loss, grads, outputs) = loss_and_grad(model, &params, &batch, Mode::Train);
             if !loss.is_finite() {
-                let status = RunStatus::Diverged { step: step + 1 };
+                let status = RunStatus::Diverged {
+                    step: step + 1,
+                    cause: Divergence::NonFiniteLoss,
+                };
                 finish(run_dir, &status, bar)?;
                 return Ok(status);
             }
@@ -337,7 +392,7 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
                 Some(set) if optimizer.needs_holdout() => Some(HoldoutProbe {
                     model,
                     set,
-                    compute: &compute,
+                    compute,
                     batch_size,
                     rng: &mut holdout_rng,
                     batch: None,
@@ -379,6 +434,14 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
                 cells.extend(per_tensor.into_iter().map(Cell::Num));
                 layers.row(&cells)?;
             }
+            if !lr.is_finite() {
+                let status = RunStatus::Diverged {
+                    step,
+                    cause: Divergence::NonFiniteStepSize,
+                };
+                finish(run_dir, &status, bar)?;
+                return Ok(status);
+            }
             if let Some(bar) = &bar {
                 bar.inc(1);
                 bar.set_message(format!("loss {loss:.4} lr {lr:.3e}"));
@@ -397,7 +460,7 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
         let train_acc = totals.labelled.then(|| totals.correct as f64 / samples);
         let eval = |set: &Option<Dataset>| match set {
             Some(set) if config.training.evaluate => {
-                let (l, a) = evaluate(model, &params, set, &compute, config.data.eval_batch_size);
+                let (l, a) = evaluate(model, &params, set, compute, config.data.eval_batch_size);
                 (Some(l), a)
             }
             _ => (None, None),
@@ -441,6 +504,63 @@ pub fn train(config: &Config, run_dir: &Path, stop: &AtomicBool) -> Result<RunSt
     let status = RunStatus::Completed;
     finish(run_dir, &status, None)?;
     Ok(status)
+}
+
+/// The model's parameter count, computed without overflow, after checking that a lower bound of
+/// what training it takes fits in this machine's memory; the error names the count and its size.
+fn check_model_size(model: &dyn Model, prepared: &data::Prepared, dtype: DType) -> Result<usize> {
+    let count = model.param_specs().iter().try_fold(0usize, |total, spec| {
+        let numel = spec
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))?;
+        total.checked_add(numel)
+    });
+    let outputs = match prepared.task {
+        Task::Classification { classes } => format!(" (the data has {classes} classes)"),
+        Task::Regression { outputs } => format!(" (the data has {outputs} targets)"),
+        Task::Reconstruction => String::new(),
+    };
+    let inputs = prepared.train.features.cols();
+    let Some(count) = count else {
+        return Err(ConfigError::key(
+            "model",
+            format!(
+                "the model has more than 2^64 parameters for {inputs} inputs{outputs}: check \
+                 the layer sizes"
+            ),
+        )
+        .into());
+    };
+    // Weights, gradient and one optimizer buffer in the run's precision, and the f64 host copy
+    // the initialisation builds: a lower bound of what training needs.
+    let bytes = (count as u128) * (3 * dtype.size() as u128 + 8);
+    if let Some(memory) = memory_bytes()
+        && bytes > memory as u128
+    {
+        return Err(ConfigError::key(
+            "model",
+            format!(
+                "the model has {count} parameters for {inputs} inputs{outputs}: its weights, \
+                 gradient, one optimizer buffer and the host copy made at initialisation take \
+                 {:.1} GiB, more than this machine's {:.1} GiB of memory; check the layer sizes",
+                bytes as f64 / GIB,
+                memory as f64 / GIB
+            ),
+        )
+        .into());
+    }
+    Ok(count)
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// Physical memory (`MemTotal` of /proc/meminfo), where the system says.
+fn memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 fn epoch_bar(epoch: usize, epochs: usize, len: usize) -> ProgressBar {

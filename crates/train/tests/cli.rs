@@ -1,90 +1,12 @@
 //! End-to-end checks of the `train` command against CLI.md: run directory contents, exit codes,
 //! error messages, determinism, and LossGrad's `lr` column against an independent implementation.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn train(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the train binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A small regression CSV, y = x·w* + noise, from a fixed linear congruential generator.
-fn write_regression_csv(dir: &Path, rows: usize) -> PathBuf {
-    let mut state: u64 = 12345;
-    let mut next = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-    };
-    let mut text = String::from("a,b,c,y\n");
-    for _ in 0..rows {
-        let x = [next(), next(), next()];
-        let y = 1.5 * x[0] - 2.0 * x[1] + 0.5 * x[2] + 0.3 + 0.1 * next();
-        text += &format!("{},{},{},{}\n", x[0], x[1], x[2], y);
-    }
-    let path = dir.join("data.csv");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().unwrap().split(',').map(String::from).collect();
-    let rows = lines
-        .map(|l| {
-            l.split(',')
-                .map(|c| {
-                    if c.is_empty() {
-                        f64::NAN
-                    } else {
-                        c.parse().unwrap()
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    (header, rows)
-}
-
-fn regression_config(dir: &Path, optimizer: &str, extra: &str) -> PathBuf {
-    let csv = write_regression_csv(dir, 40);
-    let config = format!(
-        r#"
-[run]
-backend = "ndarray"
-precision = "f64"
-[data]
-dataset = "csv"
-path = "{}"
-target = "y"
-task = "regression"
-batch_size = 40
-shuffle = false
-[model]
-kind = "linear"
-init = "zeros"
-[optimizer]
-{optimizer}
-[training]
-epochs = 30
-{extra}
-"#,
-        csv.display()
-    );
-    let path = dir.join("exp.toml");
-    std::fs::write(&path, config).unwrap();
-    path
-}
+use common::{read_csv, regression_config, stderr, train};
 
 #[test]
 fn a_run_writes_the_files_of_the_contract() {
@@ -106,7 +28,8 @@ fn a_run_writes_the_files_of_the_contract() {
             "lr",
             "ratio",
             "grad_sq_norm",
-            "probe_loss"
+            "probe_loss",
+            "unmeasured"
         ]
     );
     assert_eq!(rows.len(), 30);
@@ -480,6 +403,7 @@ fn a_schedule_scales_the_base_rate_at_the_start_of_each_epoch() {
             cfg.to_str().unwrap(),
             "--set",
             "optimizer.kind=\"lossgrad\"",
+            "--overwrite",
         ],
         dir.path(),
     );
@@ -564,7 +488,13 @@ epochs = 2
         ("data.matrix=\"svd\"", "data.matrix"),
     ] {
         let out = train(
-            &["--config", path.to_str().unwrap(), "--set", set],
+            &[
+                "--config",
+                path.to_str().unwrap(),
+                "--set",
+                set,
+                "--overwrite",
+            ],
             dir.path(),
         );
         assert_eq!(out.status.code(), Some(2), "{set}: {}", stderr(&out));
@@ -636,7 +566,7 @@ fn gorti_ravaut_validation_probes_need_a_hold_out_and_f32_finite_differences_war
         stderr(&out)
     );
     let (header, rows) = read_csv(&dir.path().join("results/exp/steps.csv"));
-    assert_eq!(&header[4..], ["eta", "d_eta", "d2_eta"]);
+    assert_eq!(&header[4..], ["eta", "d_eta", "d2_eta", "unmeasured"]);
     assert_eq!(rows.len(), 8, "32 training rows in batches of 8, 2 epochs");
     // The lr column of each step is the eta the previous step chose.
     for pair in rows.windows(2) {
@@ -652,6 +582,7 @@ fn gorti_ravaut_validation_probes_need_a_hold_out_and_f32_finite_differences_war
             "run.precision=\"f32\"",
             "--set",
             "training.epochs=1",
+            "--overwrite",
         ],
         dir.path(),
     );

@@ -21,12 +21,12 @@ fn every_shipped_config_is_valid() {
     let configs = shipped_configs();
     assert!(configs.len() > 50, "{} configs", configs.len());
     for path in configs {
-        let c = config::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let c = config::load(&path, &[], &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         c.optimizer
             .validate()
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         if let Some(s) = &c.schedule {
-            s.validate(c.training.epochs)
+            s.validate(c.training.epochs, c.optimizer.lr())
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let opt = c.optimizer.build().unwrap();
             assert!(
