@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::ParamSpec;
+use crate::{ParamSpec, StateSpec};
 
 /// How one parameter tensor starts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,7 +42,8 @@ pub enum InitScheme {
 
 /// Draws the initial parameters for `specs` from `seed`, as `dtype` tensors on `device`.
 ///
-/// Each tensor gets its own generator stream, so adding a layer does not change the others.
+/// Each tensor draws from its own generator stream ([`ParamSpec::stream`]), so adding a layer
+/// does not change the others.
 pub fn init_params(
     specs: &[ParamSpec],
     seed: u64,
@@ -51,21 +52,29 @@ pub fn init_params(
 ) -> Vec<Tensor<1>> {
     specs
         .iter()
-        .enumerate()
-        .map(|(i, spec)| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(i as u64 + 1);
-            let n = spec.numel();
-            let values: Vec<f64> = match spec.init {
-                Init::Constant(v) => vec![v; n],
-                Init::Uniform { bound } => {
-                    (0..n).map(|_| rng.random_range(-bound..=bound)).collect()
-                }
-                Init::Normal { std } => (0..n).map(|_| std * standard_normal(&mut rng)).collect(),
-            };
-            Tensor::from_data(TensorData::new(values, [n]), (device, dtype))
-        })
+        .map(|spec| draw(spec.init, spec.numel(), seed, spec.stream, device, dtype))
         .collect()
+}
+
+/// The initial model state for `specs` (deterministic inits only: running statistics start at
+/// constants), as `dtype` tensors on `device`.
+pub fn init_state(specs: &[StateSpec], device: &Device, dtype: DType) -> Vec<Tensor<1>> {
+    specs
+        .iter()
+        .map(|spec| draw(spec.init, spec.numel(), 0, 0, device, dtype))
+        .collect()
+}
+
+/// `n` values drawn as `init` says from stream `stream` of `seed`.
+fn draw(init: Init, n: usize, seed: u64, stream: u64, device: &Device, dtype: DType) -> Tensor<1> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    let values: Vec<f64> = match init {
+        Init::Constant(v) => vec![v; n],
+        Init::Uniform { bound } => (0..n).map(|_| rng.random_range(-bound..=bound)).collect(),
+        Init::Normal { std } => (0..n).map(|_| std * standard_normal(&mut rng)).collect(),
+    };
+    Tensor::from_data(TensorData::new(values, [n]), (device, dtype))
 }
 
 /// One N(0, 1) draw (Box-Muller).
@@ -81,11 +90,47 @@ mod tests {
     use crate::test_device;
 
     fn spec(init: Init, n: usize) -> ParamSpec {
-        ParamSpec {
-            name: "w".into(),
-            shape: vec![n],
-            init,
-        }
+        ParamSpec::named("w", vec![n], init)
+    }
+
+    fn values(t: &Tensor<1>) -> Vec<f64> {
+        t.to_data().try_into_vec_as::<f64>().unwrap()
+    }
+
+    #[test]
+    fn a_tensor_keyed_by_name_keeps_its_values_when_layers_are_added_before_it() {
+        let d = test_device();
+        let normal = Init::Normal { std: 1.0 };
+        let late = ParamSpec::named("head.weight", vec![50], normal);
+        let alone = init_params(std::slice::from_ref(&late), 5, &d, DType::F64);
+        let with_more = init_params(
+            &[ParamSpec::named("stem.weight", vec![30], normal), late],
+            5,
+            &d,
+            DType::F64,
+        );
+        assert_eq!(values(&alone[0]), values(&with_more[1]));
+        assert_ne!(values(&with_more[0])[..30], values(&with_more[1])[..30]);
+    }
+
+    #[test]
+    fn state_starts_at_its_constants() {
+        let d = test_device();
+        let specs = [
+            StateSpec {
+                name: "bn.running_mean".into(),
+                shape: vec![4],
+                init: Init::Constant(0.0),
+            },
+            StateSpec {
+                name: "bn.running_var".into(),
+                shape: vec![4],
+                init: Init::Constant(1.0),
+            },
+        ];
+        let state = init_state(&specs, &d, DType::F32);
+        assert_eq!(values(&state[0]), vec![0.0; 4]);
+        assert_eq!(values(&state[1]), vec![1.0; 4]);
     }
 
     #[test]

@@ -1,76 +1,41 @@
 //! The model zoo.
 //!
-//! A model here is a *function of its parameters*: it declares its parameter tensors
-//! ([`ParamSpec`]: name, shape, initialisation) and computes `forward(params, input, mode)`.
-//! The parameters themselves are a flat list of rank-1 tensors owned by the trainer and the
-//! optimizer (see `steplab-optim`), so an optimizer can evaluate the loss at any shifted weights
-//! on the same batch without copying a module, and without an autodiff graph when the tensors
-//! are plain.
+//! A model here is a *function of its parameters* (see [`Model`], the interface v2 of
+//! `model.rs`): it declares its trainable tensors ([`ParamSpec`]: name, shape, initialisation,
+//! stream) and its non-trained state ([`StateSpec`]), and computes the whole objective of a batch
+//! at any weights, `forward(params, state, input, target, cx)`. The tensors themselves are flat
+//! rank-1 lists owned by the trainer and the optimizer (see `steplab-optim`), so an optimizer can
+//! evaluate the loss at any shifted weights on the same batch without copying a module, and
+//! without an autodiff graph when the tensors are plain.
 //!
 //! The [`Mode`] is explicit rather than read from the device (Burn's batch norm and dropout pick
 //! their behaviour from whether the input is on an autodiff device): `Train` uses batch
-//! statistics and updates running statistics, `Probe` uses batch statistics and leaves running
-//! statistics untouched (the optimizers' extra forward passes), `Eval` uses running statistics.
-//! The models of this crate so far have neither batch norm nor dropout, so the mode only matters
-//! to the ones that will.
+//! statistics and returns updated running statistics, `Probe` uses batch statistics and leaves
+//! them untouched (the optimizers' extra forward passes) with the step's own random draws
+//! ([`StepNoise`]), `Eval` uses running statistics and no dropout.
 
 mod init;
 mod loss;
 mod mlp;
+mod model;
+mod noise;
 
-pub use init::{Init, InitScheme, init_params};
+pub use init::{Init, InitScheme, init_params, init_state};
 pub use loss::{Loss, Reduction, Target};
 pub use mlp::{
     Activation, AutoencoderConfig, BadRegressionConfig, LinearConfig, Mlp, MlpConfig, sigmoid,
 };
+pub use model::{
+    Cx, Forward, Input, InputShape, Mode, Model, ParamSpec, Prediction, StateSpec, name_stream,
+};
+pub use noise::StepNoise;
 
-use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-/// How a forward pass treats normalisation statistics and dropout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// The training forward pass of a step: batch statistics, running statistics updated.
-    Train,
-    /// An optimizer's extra forward pass: batch statistics, running statistics untouched, the
-    /// step's own dropout mask.
-    Probe,
-    /// Evaluation: running statistics, no dropout.
-    Eval,
-}
-
-/// One parameter tensor of a model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParamSpec {
-    /// Name, e.g. `layers.0.weight`.
-    pub name: String,
-    /// Logical shape (the tensor is stored flattened).
-    pub shape: Vec<usize>,
-    /// How it is initialised.
-    pub init: Init,
-}
-
-impl ParamSpec {
-    /// Number of scalars in the tensor.
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product()
-    }
-}
-
-/// A model of the zoo: parameter declarations and a forward pass over a flat parameter list.
-pub trait Model: Send + Sync {
-    /// The parameter tensors, in the order `forward` expects them.
-    fn param_specs(&self) -> &[ParamSpec];
-
-    /// Outputs for a batch `input` of shape `[batch, features]` at weights `params`.
-    fn forward(&self, params: &[Tensor<1>], input: Tensor<2>, mode: Mode) -> Tensor<2>;
-
-    /// The loss this model trains with, given what the dataset predicts.
-    fn loss(&self) -> Loss;
-
-    /// Total number of scalar parameters.
-    fn num_params(&self) -> usize {
-        self.param_specs().iter().map(ParamSpec::numel).sum()
+impl From<usize> for InputShape {
+    /// A row of that many features.
+    fn from(features: usize) -> Self {
+        Self::Features(features)
     }
 }
 
@@ -121,8 +86,13 @@ impl ModelConfig {
         matches!(self, Self::Autoencoder(_))
     }
 
-    /// Builds the model for `inputs` features and the given task.
-    pub fn build(&self, inputs: usize, task: Task) -> Result<Box<dyn Model>, ModelError> {
+    /// Builds the model for samples of shape `input` (a feature count converts) and the task.
+    pub fn build(
+        &self,
+        input: impl Into<InputShape>,
+        task: Task,
+    ) -> Result<Box<dyn Model>, ModelError> {
+        let inputs = input.into().numel();
         if inputs == 0 {
             return Err(ModelError::Invalid(
                 "the dataset has no input features".into(),

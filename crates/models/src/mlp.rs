@@ -4,7 +4,9 @@ use burn::tensor::activation::{relu, tanh};
 use burn::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::{Init, InitScheme, Loss, Mode, Model, ModelError, ParamSpec, Reduction, Task};
+use crate::{
+    Cx, Init, InitScheme, Input, Loss, Model, ModelError, ParamSpec, Prediction, Reduction, Task,
+};
 
 /// A hidden-layer nonlinearity (`model.activation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -315,16 +317,20 @@ impl Mlp {
                 }
                 InitScheme::Zeros => (Init::Constant(0.0), Init::Constant(0.0)),
             };
+            // The MLP family keeps its original initialisation streams (position + 1), so that
+            // its initial weights are those of every earlier run and test.
             specs.push(ParamSpec {
                 name: format!("layers.{i}.weight"),
                 shape: vec![fan_in, fan_out],
                 init: w_init,
+                stream: specs.len() as u64 + 1,
             });
             if shape.bias {
                 specs.push(ParamSpec {
                     name: format!("layers.{i}.bias"),
                     shape: vec![fan_out],
                     init: b_init,
+                    stream: specs.len() as u64 + 1,
                 });
             }
         }
@@ -344,7 +350,27 @@ impl Model for Mlp {
         &self.specs
     }
 
-    fn forward(&self, params: &[Tensor<1>], input: Tensor<2>, _mode: Mode) -> Tensor<2> {
+    fn predict(
+        &self,
+        params: &[Tensor<1>],
+        _state: &[Tensor<1>],
+        input: &Input,
+        _cx: &Cx<'_>,
+    ) -> Prediction {
+        Prediction {
+            outputs: self.outputs(params, input.rows()),
+            new_state: None,
+        }
+    }
+
+    fn loss(&self) -> Loss {
+        self.loss
+    }
+}
+
+impl Mlp {
+    /// The outputs of rows `input` (`[batch, inputs]`) at weights `params`.
+    pub fn outputs(&self, params: &[Tensor<1>], input: Tensor<2>) -> Tensor<2> {
         assert_eq!(
             params.len(),
             self.specs.len(),
@@ -367,10 +393,6 @@ impl Model for Mlp {
         }
         x
     }
-
-    fn loss(&self) -> Loss {
-        self.loss
-    }
 }
 
 #[cfg(test)]
@@ -382,6 +404,17 @@ mod tests {
 
     fn parse(text: &str) -> ModelConfig {
         toml::from_str(text).unwrap()
+    }
+
+    fn noise(d: &burn::tensor::Device) -> crate::StepNoise {
+        crate::StepNoise::new(0, 1, d, DType::F64)
+    }
+
+    fn eval_cx(noise: &crate::StepNoise) -> Cx<'_> {
+        Cx {
+            mode: crate::Mode::Eval,
+            noise,
+        }
     }
 
     #[test]
@@ -443,7 +476,8 @@ mod tests {
             (&d, DType::F64),
         );
         let y = m
-            .forward(&[w, b], x, Mode::Eval)
+            .predict(&[w, b], &[], &Input::Features(x), &eval_cx(&noise(&d)))
+            .outputs
             .into_data()
             .try_into_vec_as::<f64>()
             .unwrap();
@@ -586,7 +620,13 @@ mod tests {
         let params = [param(1.0), param(0.0), param(1.0), param(0.0)];
         let xs = inputs();
         let got = model
-            .forward(&params, column(&xs), Mode::Eval)
+            .predict(
+                &params,
+                &[],
+                &Input::Features(column(&xs)),
+                &eval_cx(&noise(&d)),
+            )
+            .outputs
             .into_data()
             .try_into_vec_as::<f64>()
             .unwrap();

@@ -15,13 +15,13 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use steplab_models::{Mode, Model, ModelConfig, Target, Task, init_params};
+use steplab_models::{Input, Mode, Model, ModelConfig, StepNoise, Target, Task, init_params};
 use steplab_optim::{LossProbe, OptimizerConfig, StepInput};
 
 use crate::backend::{self, Compute};
 use crate::config::{BackendKind, ConfigError, Precision};
 use crate::data::Batch;
-use crate::trainer::{BatchProbe, loss_and_grad};
+use crate::trainer::{BatchProbe, Graded, Pass, loss_and_grad};
 
 /// Arguments of `train bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -407,7 +407,10 @@ fn random_batches(compute: &Compute, count: usize) -> Vec<Batch> {
             }
             let opts = (&compute.device, compute.dtype);
             Batch {
-                inputs: Tensor::from_data(TensorData::new(inputs, [100, 784]), opts),
+                inputs: Input::Features(Tensor::from_data(
+                    TensorData::new(inputs, [100, 784]),
+                    opts,
+                )),
                 target: Target::OneHot(Tensor::from_data(
                     TensorData::new(one_hot, [100, 10]),
                     opts,
@@ -424,6 +427,8 @@ fn random_batches(compute: &Compute, count: usize) -> Vec<Batch> {
 struct Runner {
     optimizer: Option<Box<dyn steplab_optim::StepSizeOptimizer>>,
     params: Vec<Tensor<1>>,
+    device: burn::tensor::Device,
+    dtype: burn::tensor::DType,
     at: usize,
     /// Seconds per step of each round.
     times: Vec<f64>,
@@ -442,6 +447,8 @@ impl Runner {
         Ok(Self {
             optimizer,
             params: init_params(model.param_specs(), 0, &compute.device, compute.dtype),
+            device: compute.device.clone(),
+            dtype: compute.dtype,
             at: 0,
             times: Vec::new(),
         })
@@ -453,13 +460,21 @@ impl Runner {
         for _ in 0..n {
             let batch = &batches[self.at % batches.len()];
             self.at += 1;
-            let mut probe = BatchProbe { model, batch };
+            let noise = StepNoise::new(0, self.at as u64, &self.device, self.dtype);
+            let pass = Pass {
+                model,
+                state: &[],
+                noise: &noise,
+                l2: 0.0,
+            };
+            let mut probe = BatchProbe { pass, batch };
             match &mut self.optimizer {
                 None => {
                     let _ = probe.loss_at(&self.params);
                 }
                 Some(opt) => {
-                    let (loss, grads, _) = loss_and_grad(model, &self.params, batch, Mode::Train);
+                    let Graded { loss, grads, .. } =
+                        loss_and_grad(&pass, &self.params, batch, Mode::Train);
                     let params = std::mem::take(&mut self.params);
                     self.params = opt
                         .step(StepInput {

@@ -227,6 +227,12 @@ pub struct TrainingConfig {
     /// Evaluate on the test (and validation) set after each epoch.
     #[serde(default = "TrainingConfig::default_true")]
     pub evaluate: bool,
+    /// λ of an L2 term (λ/2)·‖θ‖² over every trained parameter, inside the objective: in the
+    /// loss value every method and probe sees and in its gradient (λθ, as PyTorch's
+    /// `weight_decay`). 0 for none. The optimizers' own `weight_decay` instead adds λθ to the
+    /// gradient only, outside the loss.
+    #[serde(default)]
+    pub l2: f64,
 }
 
 impl TrainingConfig {
@@ -244,6 +250,7 @@ impl Default for TrainingConfig {
             epochs: Self::default_epochs(),
             max_steps: None,
             evaluate: true,
+            l2: 0.0,
         }
     }
 }
@@ -338,6 +345,13 @@ fn check(config: &Config) -> Result<(), ConfigError> {
                 ),
             ));
         }
+    }
+    let l2 = config.training.l2;
+    if !(l2.is_finite() && l2 >= 0.0) {
+        return Err(ConfigError::key(
+            "training.l2",
+            format!("must be a number ≥ 0, got {l2}"),
+        ));
     }
     if config.training.max_steps == Some(0) {
         return Err(ConfigError::key(

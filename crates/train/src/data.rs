@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Result;
 use burn::tensor::{DType, Tensor, TensorData};
 use steplab_data::{CsvTask, Dataset, Features, MnistKind, Targets};
-use steplab_models::{Target, Task};
+use steplab_models::{Input, Target, Task};
 
 use crate::backend::Compute;
 use crate::config::{Config, ConfigError, CsvTaskKind, DatasetKind};
@@ -263,8 +263,8 @@ fn split_tail(set: Dataset, rows: usize) -> Result<(Dataset, Option<Dataset>)> {
 
 /// One batch as tensors, plus the labels on the host for accuracy.
 pub struct Batch {
-    /// Inputs `[batch, features]`.
-    pub inputs: Tensor<2>,
+    /// Inputs (feature rows now; images with the image datasets).
+    pub inputs: Input,
     /// Targets for the loss.
     pub target: Target,
     /// Class labels (classification only).
@@ -305,7 +305,7 @@ pub fn make_batch(dataset: &Dataset, rows: &[usize], compute: &Compute) -> Batch
         Targets::Reconstruction => (Target::Values(inputs.clone()), None),
     };
     Batch {
-        inputs,
+        inputs: Input::Features(inputs),
         target,
         labels,
         len: rows.len(),

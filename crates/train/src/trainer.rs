@@ -11,7 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use steplab_data::Dataset;
-use steplab_models::{Loss, Mode, Model, Reduction, Task, init_params};
+use steplab_models::{
+    Cx, Forward, Loss, Mode, Model, Reduction, StepNoise, Task, init_params, init_state,
+};
 use steplab_optim::{LossProbe, ParamList, StepInput, StepOutput, StepSizeOptimizer};
 
 use crate::backend::{self, Compute};
@@ -28,20 +30,65 @@ fn scalar(t: Tensor<1>) -> f64 {
         .expect("float tensor")[0]
 }
 
-/// Loss and gradient of `batch` at `params` (one forward and one backward pass), and the outputs.
-pub fn loss_and_grad(
-    model: &dyn Model,
-    params: &[Tensor<1>],
-    batch: &Batch,
-    mode: Mode,
-) -> (f64, ParamList, Tensor<2>) {
+/// What every forward pass of one step shares: the model, its state (running statistics), the
+/// step's random draws, and the L2 coefficient of the objective (`training.l2`).
+#[derive(Clone, Copy)]
+pub struct Pass<'a> {
+    /// The model.
+    pub model: &'a dyn Model,
+    /// The model's non-trained state (one tensor per [`steplab_models::StateSpec`]).
+    pub state: &'a [Tensor<1>],
+    /// The step's random draws (dropout masks), shared by the step's training pass and probes.
+    pub noise: &'a StepNoise,
+    /// λ of the objective's (λ/2)·‖θ‖² term; 0 for none.
+    pub l2: f64,
+}
+
+impl Pass<'_> {
+    /// The whole objective of `batch` at `params` (the model's loss plus the L2 term) in `mode`.
+    fn objective(&self, params: &[Tensor<1>], batch: &Batch, mode: Mode) -> Forward {
+        let cx = Cx {
+            mode,
+            noise: self.noise,
+        };
+        let mut forward = self
+            .model
+            .forward(params, self.state, &batch.inputs, &batch.target, &cx);
+        if self.l2 != 0.0 {
+            let penalty = params
+                .iter()
+                .map(|p| p.clone().square().sum())
+                .reduce(|a, b| a.add(b))
+                .map(|total| total.mul_scalar(0.5 * self.l2));
+            if let Some(penalty) = penalty {
+                forward.loss = forward.loss.add(penalty);
+            }
+        }
+        forward
+    }
+}
+
+/// The result of a forward and backward pass.
+pub struct Graded {
+    /// The objective's value.
+    pub loss: f64,
+    /// Its gradient, one tensor per parameter.
+    pub grads: ParamList,
+    /// The model's outputs (no autodiff graph).
+    pub outputs: Tensor<2>,
+    /// The updated state of a `Train` pass of a model with state.
+    pub new_state: Option<Vec<Tensor<1>>>,
+}
+
+/// Loss and gradient of `batch` at `params` (one forward and one backward pass), the outputs and
+/// (in `Train` mode) the updated model state.
+pub fn loss_and_grad(pass: &Pass<'_>, params: &[Tensor<1>], batch: &Batch, mode: Mode) -> Graded {
     let tracked: ParamList = params
         .iter()
         .map(|p| p.clone().autodiff().require_grad())
         .collect();
-    let outputs = model.forward(&tracked, batch.inputs.clone(), mode);
-    let loss = model.loss().compute(outputs.clone(), &batch.target);
-    let grads = loss.backward();
+    let forward = pass.objective(&tracked, batch, mode);
+    let grads = forward.loss.backward();
     let grads = tracked
         .iter()
         .map(|p| {
@@ -49,38 +96,45 @@ pub fn loss_and_grad(
                 .unwrap_or_else(|| p.clone().inner().zeros_like())
         })
         .collect();
-    (scalar(loss), grads, outputs.inner())
+    Graded {
+        loss: scalar(forward.loss),
+        grads,
+        outputs: forward.outputs.inner(),
+        new_state: forward
+            .new_state
+            .map(|state| state.into_iter().map(Tensor::inner).collect()),
+    }
 }
 
-/// Loss of `batch` at `params` from a forward pass only (a probe: running statistics untouched).
-fn probe_loss(model: &dyn Model, params: &[Tensor<1>], batch: &Batch) -> f64 {
-    let outputs = model.forward(params, batch.inputs.clone(), Mode::Probe);
-    scalar(model.loss().compute(outputs, &batch.target))
+/// Loss of `batch` at `params` from a forward pass only (a probe: running statistics untouched,
+/// the step's own random draws).
+fn probe_loss(pass: &Pass<'_>, params: &[Tensor<1>], batch: &Batch) -> f64 {
+    scalar(pass.objective(params, batch, Mode::Probe).loss)
 }
 
 /// The optimizers' view of the current batch: forward passes at other weights.
 pub struct BatchProbe<'a> {
-    /// The model.
-    pub model: &'a dyn Model,
+    /// What the step's passes share.
+    pub pass: Pass<'a>,
     /// The step's batch.
     pub batch: &'a Batch,
 }
 
 impl LossProbe for BatchProbe<'_> {
     fn loss_at(&mut self, params: &[Tensor<1>]) -> f64 {
-        probe_loss(self.model, params, self.batch)
+        probe_loss(&self.pass, params, self.batch)
     }
 
     fn loss_and_grad_at(&mut self, params: &[Tensor<1>]) -> (f64, ParamList) {
-        let (loss, grads, _) = loss_and_grad(self.model, params, self.batch, Mode::Probe);
-        (loss, grads)
+        let graded = loss_and_grad(&self.pass, params, self.batch, Mode::Probe);
+        (graded.loss, graded.grads)
     }
 }
 
 /// The optimizers' view of a held-out batch: one random batch of the validation split, drawn
 /// (seeded) the first time a step asks for it and reused for the rest of that step.
 struct HoldoutProbe<'a> {
-    model: &'a dyn Model,
+    pass: Pass<'a>,
     set: &'a Dataset,
     compute: &'a Compute,
     batch_size: usize,
@@ -101,15 +155,14 @@ impl HoldoutProbe<'_> {
 
 impl LossProbe for HoldoutProbe<'_> {
     fn loss_at(&mut self, params: &[Tensor<1>]) -> f64 {
-        let model = self.model;
-        probe_loss(model, params, self.batch())
+        let pass = self.pass;
+        probe_loss(&pass, params, self.batch())
     }
 
     fn loss_and_grad_at(&mut self, params: &[Tensor<1>]) -> (f64, ParamList) {
-        let model = self.model;
-        let batch = self.batch();
-        let (loss, grads, _) = loss_and_grad(model, params, batch, Mode::Probe);
-        (loss, grads)
+        let pass = self.pass;
+        let graded = loss_and_grad(&pass, params, self.batch(), Mode::Probe);
+        (graded.loss, graded.grads)
     }
 }
 
@@ -149,23 +202,23 @@ impl SetLoss {
     }
 }
 
-/// Loss (as the model's loss defines it, over the whole set) and accuracy of a dataset.
+/// Loss (the objective as the model's loss defines it, over the whole set) and accuracy of a
+/// dataset, in `Eval` mode (running statistics, no dropout).
 fn evaluate(
-    model: &dyn Model,
+    pass: &Pass<'_>,
     params: &[Tensor<1>],
     set: &Dataset,
     compute: &Compute,
     batch_size: usize,
 ) -> (f64, Option<f64>) {
     let order: Vec<usize> = (0..set.len()).collect();
-    let mut set_loss = SetLoss::new(model);
+    let mut set_loss = SetLoss::new(pass.model);
     let mut correct = 0usize;
     let mut has_labels = false;
     for rows in order.chunks(batch_size) {
         let batch = make_batch(set, rows, compute);
-        let outputs = model.forward(params, batch.inputs.clone(), Mode::Eval);
-        let loss = scalar(model.loss().compute(outputs.clone(), &batch.target));
-        set_loss.add(loss, batch.len);
+        let Forward { loss, outputs, .. } = pass.objective(params, &batch, Mode::Eval);
+        set_loss.add(scalar(loss), batch.len);
         if let Some(labels) = &batch.labels {
             has_labels = true;
             correct += data::count_correct(outputs, labels);
@@ -348,6 +401,8 @@ fn run(
         &compute.device,
         compute.dtype,
     );
+    let mut state = init_state(model.state_specs(), &compute.device, compute.dtype);
+    let l2 = config.training.l2;
     let mut step: u64 = 0;
     let mut holdout_rng = ChaCha8Rng::seed_from_u64(config.run.seed);
     holdout_rng.set_stream(HOLDOUT_STREAM);
@@ -369,8 +424,21 @@ fn run(
         };
         for rows in steplab_data::batches(&order, batch_size, false) {
             let batch = make_batch(&prepared.train, rows, compute);
+            // The step's random draws (dropout masks), keyed by (seed, step, site).
+            let noise = StepNoise::new(config.run.seed, step + 1, &compute.device, compute.dtype);
+            let pass = Pass {
+                model,
+                state: &state,
+                noise: &noise,
+                l2,
+            };
             // Forward + backward (the loss read-back is a sync point).
-            let (loss, grads, outputs) = loss_and_grad(model, &params, &batch, Mode::Train);
+            let Graded {
+                loss,
+                grads,
+                outputs,
+                new_state,
+            } = loss_and_grad(&pass, &params, &batch, Mode::Train);
             if !loss.is_finite() {
                 let status = RunStatus::Diverged {
                     step: step + 1,
@@ -385,12 +453,12 @@ fn run(
                 totals.correct += data::count_correct(outputs, labels);
             }
             let mut probe = BatchProbe {
-                model,
+                pass,
                 batch: &batch,
             };
             let mut holdout = match &prepared.validation {
                 Some(set) if optimizer.needs_holdout() => Some(HoldoutProbe {
-                    model,
+                    pass,
                     set,
                     compute,
                     batch_size,
@@ -414,6 +482,10 @@ fn run(
             });
             params = updated;
             step += 1;
+            // The running statistics of this step's training pass (probes left them alone).
+            if let Some(new_state) = new_state {
+                state = new_state;
+            }
             if let Some(warning) = warning {
                 match &bar {
                     Some(bar) => bar.suspend(|| eprintln!("warning: {warning}")),
@@ -458,9 +530,16 @@ fn run(
         let train_loss = totals.loss.value();
         let samples = totals.loss.samples.max(1) as f64;
         let train_acc = totals.labelled.then(|| totals.correct as f64 / samples);
+        let noise = StepNoise::new(config.run.seed, step, &compute.device, compute.dtype);
+        let pass = Pass {
+            model,
+            state: &state,
+            noise: &noise,
+            l2,
+        };
         let eval = |set: &Option<Dataset>| match set {
             Some(set) if config.training.evaluate => {
-                let (l, a) = evaluate(model, &params, set, compute, config.data.eval_batch_size);
+                let (l, a) = evaluate(&pass, &params, set, compute, config.data.eval_batch_size);
                 (Some(l), a)
             }
             _ => (None, None),

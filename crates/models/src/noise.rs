@@ -1,0 +1,99 @@
+//! Per-step randomness: dropout masks (and, later, prior samples) keyed by (seed, step, site).
+//!
+//! A [`StepNoise`] belongs to one optimizer step. Every draw is a pure function of the run's
+//! seed, the step number and the draw's *site* (a name such as `fc1.dropout`), made on the host
+//! with its own ChaCha8 stream, and cached for the step: the training pass and every probe of
+//! the step see the same mask, and a resumed run regenerates it from the step number alone.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::name_stream;
+
+/// The random draws of one step (see the module documentation).
+pub struct StepNoise {
+    seed: u64,
+    step: u64,
+    device: Device,
+    dtype: DType,
+    masks: RefCell<HashMap<String, Tensor<1>>>,
+}
+
+impl StepNoise {
+    /// The draws of step `step` (counted from 1) of a run seeded `seed`, made as `dtype` tensors
+    /// on `device`.
+    pub fn new(seed: u64, step: u64, device: &Device, dtype: DType) -> Self {
+        Self {
+            seed,
+            step,
+            device: device.clone(),
+            dtype,
+            masks: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The step these draws belong to.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// An inverted-dropout mask of `numel` values for `site`: each element is 0 with
+    /// probability `p` and 1/(1 − p) otherwise, so that `x · mask` keeps the expectation of x.
+    /// The same (site, numel, p) within a step gives the same mask.
+    pub fn dropout_mask(&self, site: &str, numel: usize, p: f64) -> Tensor<1> {
+        let key = format!("{site}/{numel}/{p}");
+        if let Some(mask) = self.masks.borrow().get(&key) {
+            return mask.clone();
+        }
+        let mut rng = self.rng(site);
+        let keep = 1.0 / (1.0 - p);
+        let values: Vec<f64> = (0..numel)
+            .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
+            .collect();
+        let mask = Tensor::from_data(TensorData::new(values, [numel]), (&self.device, self.dtype));
+        self.masks.borrow_mut().insert(key, mask.clone());
+        mask
+    }
+
+    /// The generator of `site` for this step: seeded from (seed, step), on the site's stream.
+    fn rng(&self, site: &str) -> ChaCha8Rng {
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(self.seed ^ self.step.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        rng.set_stream(name_stream(site));
+        rng
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_device;
+
+    fn values(t: Tensor<1>) -> Vec<f64> {
+        t.into_data().try_into_vec_as::<f64>().unwrap()
+    }
+
+    #[test]
+    fn a_mask_is_a_function_of_seed_step_and_site() {
+        let d = test_device();
+        let a = StepNoise::new(3, 7, &d, DType::F64);
+        let m = values(a.dropout_mask("fc1", 1000, 0.5));
+        assert_eq!(m, values(a.dropout_mask("fc1", 1000, 0.5)), "cached");
+        let again = StepNoise::new(3, 7, &d, DType::F64);
+        assert_eq!(
+            m,
+            values(again.dropout_mask("fc1", 1000, 0.5)),
+            "regenerated"
+        );
+        let other_step = StepNoise::new(3, 8, &d, DType::F64);
+        assert_ne!(m, values(other_step.dropout_mask("fc1", 1000, 0.5)));
+        assert_ne!(m, values(a.dropout_mask("fc2", 1000, 0.5)));
+        let kept = m.iter().filter(|&&v| v == 2.0).count();
+        assert!(m.iter().all(|&v| v == 0.0 || v == 2.0));
+        assert!((400..600).contains(&kept), "{kept} of 1000 kept at p = 0.5");
+    }
+}
