@@ -7,11 +7,17 @@
 use crate::DataError;
 
 /// Row-major feature matrix of a dataset, stored compactly.
+///
+/// Rows of images also know their shape ([`Features::image_shape`]), so an image model can
+/// reshape a gathered batch without being told the dataset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Features {
     rows: usize,
     cols: usize,
     storage: Storage,
+    /// `[channels, height, width]` when each row is an image stored channel by channel, each
+    /// channel row by row; `None` for other features.
+    image_shape: Option<[usize; 3]>,
 }
 
 /// How the values of a [`Features`] are held.
@@ -47,6 +53,7 @@ impl Features {
                 scale,
                 offset,
             },
+            image_shape: None,
         })
     }
 
@@ -59,7 +66,35 @@ impl Features {
             rows,
             cols,
             storage: Storage::F64(data),
+            image_shape: None,
         })
+    }
+
+    /// The same features, each row declared an image of `[channels, height, width]`, stored
+    /// channel by channel and each channel row by row (PyTorch's CHW: value `(c, y, x)` at
+    /// `c * height * width + y * width + x`).
+    ///
+    /// Fails when `channels * height * width` is not the number of values per row.
+    pub fn with_image_shape(self, shape: [usize; 3]) -> Result<Self, DataError> {
+        let [c, h, w] = shape;
+        let size = c.checked_mul(h).and_then(|ch| ch.checked_mul(w));
+        if size != Some(self.cols) {
+            return Err(DataError::ShapeMismatch {
+                what: format!("images of {c}×{h}×{w} as rows of features"),
+                expected: size.unwrap_or(usize::MAX),
+                found: self.cols,
+            });
+        }
+        Ok(Self {
+            image_shape: Some(shape),
+            ..self
+        })
+    }
+
+    /// `[channels, height, width]` of each row when the rows are images (MNIST `[1, 28, 28]`,
+    /// CIFAR `[3, 32, 32]`); `None` for other features.
+    pub fn image_shape(&self) -> Option<[usize; 3]> {
+        self.image_shape
     }
 
     /// Number of samples.
@@ -146,6 +181,7 @@ impl Features {
             rows: self.rows,
             cols: self.cols,
             storage: Storage::F64(values),
+            image_shape: self.image_shape,
         }
     }
 
@@ -190,6 +226,7 @@ impl Features {
             rows: rows.len(),
             cols: self.cols,
             storage,
+            image_shape: self.image_shape,
         }
     }
 
@@ -333,6 +370,12 @@ impl Dataset {
         self.features.rows()
     }
 
+    /// `[channels, height, width]` of each sample when the inputs are images (see
+    /// [`Features::image_shape`]).
+    pub fn image_shape(&self) -> Option<[usize; 3]> {
+        self.features.image_shape()
+    }
+
     /// Whether there are no samples.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -454,6 +497,26 @@ mod tests {
                 num_classes: 3
             }
         );
+    }
+
+    #[test]
+    fn an_image_shape_must_fit_the_row_and_survives_select_normalize_and_standardize() {
+        let f = Features::from_u8(2, 12, vec![0; 24], 1.0 / 255.0, 0.0).unwrap();
+        assert_eq!(f.image_shape(), None);
+        let err = f.clone().with_image_shape([3, 2, 3]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "images of 3×2×3 as rows of features: expected 18 values, found 12"
+        );
+        assert!(f.clone().with_image_shape([usize::MAX, 2, 2]).is_err());
+        let f = f.with_image_shape([3, 2, 2]).unwrap();
+        assert_eq!(f.image_shape(), Some([3, 2, 2]));
+        assert_eq!(f.select(&[1]).image_shape(), Some([3, 2, 2]));
+        let stats = f.column_stats();
+        assert_eq!(f.standardized(&stats).image_shape(), Some([3, 2, 2]));
+        let d = Dataset::new(f, Targets::Reconstruction).unwrap();
+        assert_eq!(d.image_shape(), Some([3, 2, 2]));
+        assert_eq!(d.normalized(0.5, 0.5).image_shape(), Some([3, 2, 2]));
     }
 
     #[test]

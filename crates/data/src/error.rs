@@ -128,6 +128,31 @@ pub enum DataError {
         found: u64,
     },
 
+    /// A `.tar.gz` archive cannot be extracted, or not safely: its gzip or tar stream is corrupt or
+    /// cut short, an entry would land outside the folder it is extracted into (an absolute path,
+    /// `..`), an entry is neither a plain file nor a folder, or a file the dataset needs is not
+    /// in it. Nothing of it is left extracted.
+    #[error("{}: {problem}", file.display())]
+    Archive {
+        /// The archive.
+        file: PathBuf,
+        /// What is wrong, naming the entry where there is one.
+        problem: String,
+    },
+
+    /// An archive holds another dataset than the one it was looked for as (the CIFAR-100 archive
+    /// where CIFAR-10's is expected).
+    #[error("{}: not the {expected} archive: it holds {found}", file.display())]
+    WrongArchive {
+        /// The archive.
+        file: PathBuf,
+        /// The dataset (and the folder its archive holds) that was expected.
+        expected: String,
+        /// What it holds instead: the first entry outside the expected folder, and which
+        /// dataset's that is where known.
+        found: String,
+    },
+
     /// A file is well-formed but its content is not what the dataset needs (shape, counts, labels).
     #[error("{file}: {problem}")]
     Malformed {

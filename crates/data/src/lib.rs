@@ -1,15 +1,21 @@
 //! Datasets for steplab, on the host: no tensors, no Burn.
 //!
 //! The trainer asks this crate for [`Splits`] (MNIST and Fashion-MNIST through [`load_mnist`],
-//! tabular data through [`load_csv`], seeded synthetic problems through [`bad_regression`]), holds out a validation set with [`split_validation`], and
-//! each epoch walks [`batches`] of an [`epoch_order`], gathering each batch with
-//! [`Features::gather_f32`] or [`Features::gather_f64`] before turning it into a tensor.
+//! CIFAR-10 and CIFAR-100 through [`load_cifar`], tabular data through [`load_csv`], seeded
+//! synthetic problems through [`bad_regression`]), holds out a validation set with
+//! [`split_validation`], and each epoch walks [`batches`] of an [`epoch_order`], gathering each
+//! batch with [`Features::gather_f32`] or [`Features::gather_f64`] before turning it into a
+//! tensor. Image rows know their shape ([`Features::image_shape`]); a batch of them can be
+//! augmented with [`crop_flip_batch`] and normalised per channel with [`normalize_channels`].
 //!
 //! Files are checked before use (IDX structure, checksums, counts) and downloads are verified
 //! before they are kept, so a run never trains on a truncated or corrupted dataset. Every failure
 //! is a [`DataError`] that names the file or config key at fault.
 #![warn(missing_docs)]
 
+mod archive;
+pub mod augment;
+pub mod cifar;
 pub mod csv;
 mod dataset;
 pub mod download;
@@ -20,6 +26,11 @@ mod order;
 pub mod synthetic;
 
 pub use self::csv::{CsvTask, load_csv, parse_csv};
+pub use augment::{AugmentKey, CropFlip, Real, crop_flip, crop_flip_batch, normalize_channels};
+pub use cifar::{
+    CIFAR_IMAGE_SHAPE, CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, CifarKind,
+    CifarLabel, load_cifar,
+};
 pub use dataset::{Dataset, Features, Splits, Targets};
 pub use error::DataError;
 pub use mnist::{MnistKind, load_mnist};

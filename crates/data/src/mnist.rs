@@ -153,7 +153,8 @@ const SIDE: usize = 28;
 
 /// Loads MNIST or Fashion-MNIST: train (60 000 samples) and test (10 000), no validation split.
 ///
-/// Features are the 784 pixels scaled to `[0, 1]` (byte / 255), targets the 10 classes; use
+/// Features are the 784 pixels scaled to `[0, 1]` (byte / 255), of image shape `[1, 28, 28]`
+/// ([`crate::Features::image_shape`]), targets the 10 classes; use
 /// [`Splits::into_reconstruction`] for an autoencoder. Files are looked for under `root` (see the
 /// module doc), and downloaded there when missing if `download` is true, with a progress bar on
 /// stderr if `progress` is true. Once `cancel` is set (Ctrl-C), loading stops at the next file
@@ -344,7 +345,8 @@ fn to_dataset(
         );
         return Err(malformed(labels_path, problem));
     }
-    let features = Features::from_u8(n, h * w, pixels, 1.0 / 255.0, 0.0)?;
+    let features =
+        Features::from_u8(n, h * w, pixels, 1.0 / 255.0, 0.0)?.with_image_shape([1, h, w])?;
     let labels = labels.into_iter().map(u32::from).collect();
     Dataset::new(
         features,
@@ -538,6 +540,7 @@ mod tests {
             |n, side| idx::parse_images(images_bytes(n, side, side).as_slice(), "imgs").unwrap();
         let ok = to_dataset(images(3, 28), vec![0, 9, 4], 3, i, l).unwrap();
         assert_eq!((ok.len(), ok.features.cols()), (3, 784));
+        assert_eq!(ok.image_shape(), Some([1, 28, 28]));
         assert_eq!(ok.features.gather_f32(&[0])[1], 1.0 / 255.0);
 
         let err = to_dataset(images(3, 28), vec![0, 9, 4], 4, i, l).unwrap_err();

@@ -127,6 +127,22 @@ pub enum DatasetKind {
     /// The badly-conditioned regression of the L4 paper (Sec. 3.1), generated from `run.seed`
     /// (`matrix`, `samples`).
     BadRegression,
+    /// CIFAR-10, 50k/10k 32×32 colour images, 10 classes.
+    Cifar10,
+    /// CIFAR-100, 50k/10k 32×32 colour images, 100 fine or 20 coarse classes (`label`).
+    Cifar100,
+}
+
+/// `data.augment`: how training images are augmented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Augment {
+    /// No augmentation.
+    #[default]
+    None,
+    /// A random 32×32 crop of the 4-pixel zero-padded image and a horizontal flip with p = 1/2,
+    /// keyed by (seed, epoch, sample).
+    CropFlip,
 }
 
 /// `data.task` for CSV data.
@@ -191,6 +207,12 @@ pub struct DataConfig {
     /// Housing split: 400 train, the remaining 106 test).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_rows: Option<usize>,
+    /// CIFAR-100 only: `fine` (100 classes, default) or `coarse` (20 superclasses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<steplab_data::CifarLabel>,
+    /// Image datasets: augmentation of the training images.
+    #[serde(default)]
+    pub augment: Augment,
     /// `bad_regression` only: how the target matrix A is built (`recht` or `svd`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matrix: Option<ConditioningMatrix>,

@@ -1,111 +1,151 @@
 //! From `[data]` to host datasets, and from host rows to batch tensors.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{Receiver, sync_channel};
 
 use anyhow::Result;
 use burn::tensor::{DType, Tensor, TensorData};
-use steplab_data::{CsvTask, Dataset, Features, MnistKind, Targets};
-use steplab_models::{Input, Target, Task};
+use steplab_data::{CifarKind, CsvTask, Dataset, Features, MnistKind, Targets};
+use steplab_models::{Input, InputShape, Target, Task};
 
 use crate::backend::Compute;
-use crate::config::{Config, ConfigError, CsvTaskKind, DatasetKind};
+use crate::config::{Augment, Config, ConfigError, CsvTaskKind, DatasetKind};
 
 /// The datasets of a run, split and ready to batch.
 pub struct Prepared {
-    /// Training set (after any validation hold-out).
-    pub train: Dataset,
+    /// Training set (after any validation hold-out); shared with the batch-assembling thread.
+    pub train: Arc<Dataset>,
     /// Validation hold-out, if `data.validation_fraction` > 0.
     pub validation: Option<Dataset>,
     /// Test set, if the dataset has one.
     pub test: Option<Dataset>,
     /// What the model predicts.
     pub task: Task,
+    /// What one sample looks like (feature rows or images).
+    pub input: InputShape,
+    /// How a batch is assembled from stored rows (augmentation, normalisation).
+    pub pipeline: Pipeline,
+}
+
+/// How rows become a batch: images are augmented (training batches only), then normalised per
+/// channel or by one mean and std, as torchvision's RandomCrop → Flip → ToTensor → Normalize.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// `[channels, height, width]` of an image dataset.
+    image: Option<[usize; 3]>,
+    /// Augmentation of training batches.
+    augment: Augment,
+    /// `run.seed`, which keys the augmentation with the epoch and the sample.
+    seed: u64,
+    /// Per-channel mean and std (CIFAR's usual statistics), applied per batch.
+    channels: Option<([f64; 3], [f64; 3])>,
+    /// One mean and std for every value (`data.normalize` on CIFAR), applied per batch.
+    scalar: Option<(f64, f64)>,
 }
 
 /// Loads the dataset a config names. `cancel` (Ctrl-C, SIGTERM) stops a download or a long load
 /// between chunks and files.
 pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<Prepared> {
     let data = &config.data;
-    let (train, test) =
-        match data.dataset {
-            DatasetKind::Mnist | DatasetKind::FashionMnist => {
-                let kind = if data.dataset == DatasetKind::Mnist {
-                    MnistKind::Mnist
-                } else {
-                    MnistKind::FashionMnist
-                };
-                let splits =
-                    steplab_data::load_mnist(kind, &data.root, data.download, progress, cancel)?;
-                (splits.train, splits.test)
-            }
-            DatasetKind::Csv => {
-                let path = data.path.as_ref().ok_or_else(|| {
-                    ConfigError::key("data.path", "required for dataset = \"csv\"")
-                })?;
-                let target = data.target.as_ref().ok_or_else(|| {
-                    ConfigError::key("data.target", "required for dataset = \"csv\"")
-                })?;
-                let task =
-                    match data.task {
-                        Some(CsvTaskKind::Regression) => CsvTask::Regression,
-                        Some(CsvTaskKind::Classification) => CsvTask::Classification,
-                        None => return Err(ConfigError::key(
-                            "data.task",
-                            "required for dataset = \"csv\" (\"regression\" or \"classification\")",
-                        )
-                        .into()),
-                    };
-                if let Some(k) = data.classes {
-                    if task != CsvTask::Classification {
-                        return Err(ConfigError::key(
-                            "data.classes",
-                            "only applies to task = \"classification\"",
-                        )
-                        .into());
-                    }
-                    if k == 0 {
-                        return Err(ConfigError::key("data.classes", "must be at least 1").into());
-                    }
+    if data.label == Some(steplab_data::CifarLabel::Coarse) && data.dataset != DatasetKind::Cifar100
+    {
+        return Err(ConfigError::key(
+            "data.label",
+            "\"coarse\" is CIFAR-100's 20 superclasses (data.dataset = \"cifar100\"); CIFAR-10 \
+             has only its 10 classes",
+        )
+        .into());
+    }
+    let (train, test) = match data.dataset {
+        DatasetKind::Mnist | DatasetKind::FashionMnist => {
+            let kind = if data.dataset == DatasetKind::Mnist {
+                MnistKind::Mnist
+            } else {
+                MnistKind::FashionMnist
+            };
+            let splits =
+                steplab_data::load_mnist(kind, &data.root, data.download, progress, cancel)?;
+            (splits.train, splits.test)
+        }
+        DatasetKind::Csv => {
+            let path = data
+                .path
+                .as_ref()
+                .ok_or_else(|| ConfigError::key("data.path", "required for dataset = \"csv\""))?;
+            let target = data
+                .target
+                .as_ref()
+                .ok_or_else(|| ConfigError::key("data.target", "required for dataset = \"csv\""))?;
+            let task = match data.task {
+                Some(CsvTaskKind::Regression) => CsvTask::Regression,
+                Some(CsvTaskKind::Classification) => CsvTask::Classification,
+                None => {
+                    return Err(ConfigError::key(
+                        "data.task",
+                        "required for dataset = \"csv\" (\"regression\" or \"classification\")",
+                    )
+                    .into());
                 }
-                let train = steplab_data::load_csv(path, target, task, data.classes)?;
-                let test = match &data.test_path {
-                    Some(p) => Some(steplab_data::load_csv(p, target, task, data.classes)?),
-                    None => None,
-                };
-                // One class count for both files: the test file may hold a class the training
-                // file lacks, or lack one it holds.
-                let (train, test) = match test {
-                    Some(test) => {
-                        let classes = num_classes(&train).max(num_classes(&test));
-                        (
-                            with_classes(train, classes),
-                            Some(with_classes(test, classes)),
-                        )
-                    }
-                    None => (train, None),
-                };
-                match data.test_rows {
-                    Some(_) if test.is_some() => {
-                        return Err(ConfigError::key(
-                            "data.test_rows",
-                            "give either data.test_path or data.test_rows, not both",
-                        )
-                        .into());
-                    }
-                    Some(rows) => split_tail(train, rows)?,
-                    None => (train, test),
+            };
+            if let Some(k) = data.classes {
+                if task != CsvTask::Classification {
+                    return Err(ConfigError::key(
+                        "data.classes",
+                        "only applies to task = \"classification\"",
+                    )
+                    .into());
+                }
+                if k == 0 {
+                    return Err(ConfigError::key("data.classes", "must be at least 1").into());
                 }
             }
-            DatasetKind::BadRegression => {
-                let samples = data.samples.unwrap_or(1000);
-                if samples == 0 {
-                    return Err(ConfigError::key("data.samples", "must be at least 1").into());
+            let train = steplab_data::load_csv(path, target, task, data.classes)?;
+            let test = match &data.test_path {
+                Some(p) => Some(steplab_data::load_csv(p, target, task, data.classes)?),
+                None => None,
+            };
+            // One class count for both files: the test file may hold a class the training
+            // file lacks, or lack one it holds.
+            let (train, test) = match test {
+                Some(test) => {
+                    let classes = num_classes(&train).max(num_classes(&test));
+                    (
+                        with_classes(train, classes),
+                        Some(with_classes(test, classes)),
+                    )
                 }
-                let matrix = data.matrix.unwrap_or_default();
-                let train = steplab_data::bad_regression(matrix, samples, config.run.seed)?;
-                (train, None)
+                None => (train, None),
+            };
+            match data.test_rows {
+                Some(_) if test.is_some() => {
+                    return Err(ConfigError::key(
+                        "data.test_rows",
+                        "give either data.test_path or data.test_rows, not both",
+                    )
+                    .into());
+                }
+                Some(rows) => split_tail(train, rows)?,
+                None => (train, test),
             }
-        };
+        }
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
+            let kind = cifar_kind(data.dataset).expect("a CIFAR dataset");
+            let label = data.label.unwrap_or_default();
+            let splits =
+                steplab_data::load_cifar(kind, label, &data.root, data.download, progress, cancel)?;
+            (splits.train, splits.test)
+        }
+        DatasetKind::BadRegression => {
+            let samples = data.samples.unwrap_or(1000);
+            if samples == 0 {
+                return Err(ConfigError::key("data.samples", "must be at least 1").into());
+            }
+            let matrix = data.matrix.unwrap_or_default();
+            let train = steplab_data::bad_regression(matrix, samples, config.run.seed)?;
+            (train, None)
+        }
+    };
     for (key, set, wanted) in [
         ("data.path", data.path.is_some(), DatasetKind::Csv),
         ("data.target", data.target.is_some(), DatasetKind::Csv),
@@ -123,6 +163,11 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
             data.samples.is_some(),
             DatasetKind::BadRegression,
         ),
+        (
+            "data.label",
+            data.label.is_some() && data.dataset != DatasetKind::Cifar10,
+            DatasetKind::Cifar100,
+        ),
     ] {
         if set && data.dataset != wanted {
             return Err(ConfigError::key(
@@ -132,7 +177,18 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
             .into());
         }
     }
+    let image = train.features.image_shape();
+    if data.augment != Augment::None && image.is_none() {
+        return Err(ConfigError::key("data.augment", "only applies to image datasets").into());
+    }
     let (mut train, mut test) = (train, test);
+    let mut pipeline = Pipeline {
+        image,
+        augment: data.augment,
+        seed: config.run.seed,
+        channels: cifar_kind(data.dataset).map(|kind| (kind.mean(), kind.std())),
+        scalar: None,
+    };
     if let Some([mean, std]) = data.normalize {
         if !(mean.is_finite() && std.is_finite() && std > 0.0) {
             return Err(ConfigError::key(
@@ -141,8 +197,15 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
             )
             .into());
         }
-        train = train.normalized(mean, std);
-        test = test.map(|t| t.normalized(mean, std));
+        if pipeline.channels.is_some() {
+            // CIFAR: normalised per batch, after augmentation (the stored bytes stay compact),
+            // instead of the per-channel statistics.
+            pipeline.channels = None;
+            pipeline.scalar = Some((mean, std));
+        } else {
+            train = train.normalized(mean, std);
+            test = test.map(|t| t.normalized(mean, std));
+        }
     }
     if config.model.is_autoencoder() {
         train = train.into_reconstruction();
@@ -165,7 +228,7 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
         steplab_data::split_validation(train, data.validation_fraction, config.run.seed)
             .map_err(|e| ConfigError(e.to_string()))?;
     if data.standardize {
-        if matches!(data.dataset, DatasetKind::Mnist | DatasetKind::FashionMnist) {
+        if image.is_some() {
             return Err(ConfigError::key(
                 "data.standardize",
                 "only for csv and synthetic data (images: use data.normalize)",
@@ -190,12 +253,27 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
         },
         Targets::Reconstruction => Task::Reconstruction,
     };
+    let input = match image {
+        Some(shape) => InputShape::Image(shape),
+        None => InputShape::Features(train.features.cols()),
+    };
     Ok(Prepared {
-        train,
+        train: Arc::new(train),
         validation,
         test,
         task,
+        input,
+        pipeline,
     })
+}
+
+/// The CIFAR dataset a kind names, if it is one.
+fn cifar_kind(kind: DatasetKind) -> Option<CifarKind> {
+    match kind {
+        DatasetKind::Cifar10 => Some(CifarKind::Cifar10),
+        DatasetKind::Cifar100 => Some(CifarKind::Cifar100),
+        _ => None,
+    }
 }
 
 /// The number of classes of a classification set (0 for other targets).
@@ -273,43 +351,182 @@ pub struct Batch {
     pub len: usize,
 }
 
-fn to_tensor(features: &Features, rows: &[usize], compute: &Compute) -> Tensor<2> {
-    let shape = [rows.len(), features.cols()];
-    let data = match compute.dtype {
-        DType::F64 => TensorData::new(features.gather_f64(rows), shape),
-        _ => TensorData::new(features.gather_f32(rows), shape),
-    };
-    Tensor::from_data(data, (&compute.device, compute.dtype))
+/// A batch assembled on the host (on the loader thread), ready to become tensors.
+pub struct HostBatch {
+    inputs: TensorData,
+    image: Option<[usize; 3]>,
+    target: HostTarget,
+    labels: Option<Vec<u32>>,
+    len: usize,
 }
 
-/// Gathers `rows` of `dataset` into tensors on the run's device.
-pub fn make_batch(dataset: &Dataset, rows: &[usize], compute: &Compute) -> Batch {
-    let inputs = to_tensor(&dataset.features, rows, compute);
-    let (target, labels) = match &dataset.targets {
-        Targets::Classes {
-            labels,
-            num_classes,
-        } => {
-            let picked: Vec<u32> = rows.iter().map(|&r| labels[r]).collect();
-            let mut one_hot = vec![0.0f64; rows.len() * num_classes];
-            for (i, &l) in picked.iter().enumerate() {
-                one_hot[i * num_classes + l as usize] = 1.0;
-            }
-            let data = TensorData::new(one_hot, [rows.len(), *num_classes]);
-            (
-                Target::OneHot(Tensor::from_data(data, (&compute.device, compute.dtype))),
-                Some(picked),
-            )
-        }
-        Targets::Values(values) => (Target::Values(to_tensor(values, rows, compute)), None),
-        Targets::Reconstruction => (Target::Values(inputs.clone()), None),
-    };
-    Batch {
-        inputs: Input::Features(inputs),
-        target,
-        labels,
-        len: rows.len(),
+enum HostTarget {
+    OneHot(TensorData),
+    Values(TensorData),
+    Reconstruction,
+}
+
+/// Rows of `features` as f32 or f64 values, in row order.
+fn gather_values(features: &Features, rows: &[usize], dtype: DType) -> Values {
+    match dtype {
+        DType::F64 => Values::F64(features.gather_f64(rows)),
+        _ => Values::F32(features.gather_f32(rows)),
     }
+}
+
+enum Values {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl Values {
+    fn into_data(self, shape: [usize; 2]) -> TensorData {
+        match self {
+            Self::F32(v) => TensorData::new(v, shape),
+            Self::F64(v) => TensorData::new(v, shape),
+        }
+    }
+}
+
+/// Applies the pipeline's per-batch steps to gathered image rows: the augmentation of training
+/// batches (`epoch` given), then normalisation.
+fn transform<T: steplab_data::Real + Default>(
+    values: Vec<T>,
+    rows: &[usize],
+    pipeline: &Pipeline,
+    epoch: Option<u64>,
+) -> Vec<T> {
+    let Some(shape) = pipeline.image else {
+        return values;
+    };
+    let mut values = match (pipeline.augment, epoch) {
+        (Augment::CropFlip, Some(epoch)) => {
+            steplab_data::crop_flip_batch(&values, shape, 4, pipeline.seed, epoch, rows)
+        }
+        _ => values,
+    };
+    if let Some((mean, std)) = pipeline.channels {
+        steplab_data::normalize_channels(&mut values, shape, mean, std)
+            .expect("the statistics are constants and the rows whole images");
+    } else if let Some((mean, std)) = pipeline.scalar {
+        let channels = shape[0];
+        if channels == 3 {
+            steplab_data::normalize_channels(&mut values, shape, [mean; 3], [std; 3])
+                .expect("checked by prepare");
+        } else {
+            steplab_data::normalize_channels(&mut values, shape, [mean], [std])
+                .expect("checked by prepare");
+        }
+    }
+    values
+}
+
+impl HostBatch {
+    /// Gathers `rows` of `dataset` through `pipeline`, as `dtype` values; `epoch` is given for
+    /// training batches (it keys their augmentation) and `None` for evaluation and probes.
+    pub fn gather(
+        dataset: &Dataset,
+        rows: &[usize],
+        pipeline: &Pipeline,
+        dtype: DType,
+        epoch: Option<u64>,
+    ) -> Self {
+        let features = &dataset.features;
+        let inputs = match gather_values(features, rows, dtype) {
+            Values::F32(v) => Values::F32(transform(v, rows, pipeline, epoch)),
+            Values::F64(v) => Values::F64(transform(v, rows, pipeline, epoch)),
+        }
+        .into_data([rows.len(), features.cols()]);
+        let (target, labels) = match &dataset.targets {
+            Targets::Classes {
+                labels,
+                num_classes,
+            } => {
+                let picked: Vec<u32> = rows.iter().map(|&r| labels[r]).collect();
+                let mut one_hot = vec![0.0f64; rows.len() * num_classes];
+                for (i, &l) in picked.iter().enumerate() {
+                    one_hot[i * num_classes + l as usize] = 1.0;
+                }
+                let data = TensorData::new(one_hot, [rows.len(), *num_classes]);
+                (HostTarget::OneHot(data), Some(picked))
+            }
+            Targets::Values(values) => (
+                HostTarget::Values(
+                    gather_values(values, rows, dtype).into_data([rows.len(), values.cols()]),
+                ),
+                None,
+            ),
+            Targets::Reconstruction => (HostTarget::Reconstruction, None),
+        };
+        Self {
+            inputs,
+            image: pipeline.image,
+            target,
+            labels,
+            len: rows.len(),
+        }
+    }
+
+    /// The batch as tensors on the run's device (images as `[batch, C, H, W]`).
+    pub fn into_batch(self, compute: &Compute) -> Batch {
+        let opts = (&compute.device, compute.dtype);
+        let rows: Tensor<2> = Tensor::from_data(self.inputs, opts);
+        let target = match self.target {
+            HostTarget::OneHot(data) => Target::OneHot(Tensor::from_data(data, opts)),
+            HostTarget::Values(data) => Target::Values(Tensor::from_data(data, opts)),
+            HostTarget::Reconstruction => Target::Values(rows.clone()),
+        };
+        let inputs = match self.image {
+            Some([c, h, w]) => Input::Images(rows.reshape([self.len, c, h, w])),
+            None => Input::Features(rows),
+        };
+        Batch {
+            inputs,
+            target,
+            labels: self.labels,
+            len: self.len,
+        }
+    }
+}
+
+/// Gathers `rows` of `dataset` into tensors on the run's device, without augmentation (an
+/// evaluation or held-out batch).
+pub fn make_batch(
+    dataset: &Dataset,
+    rows: &[usize],
+    pipeline: &Pipeline,
+    compute: &Compute,
+) -> Batch {
+    HostBatch::gather(dataset, rows, pipeline, compute.dtype, None).into_batch(compute)
+}
+
+/// Batches queued ahead of the training step by the loader thread.
+const PREFETCH: usize = 4;
+
+/// The training batches of one epoch (`order` cut into batches of `batch_size`), gathered and
+/// augmented on a loader thread a few batches ahead of the step (a bounded queue). Dropping the
+/// receiver stops the thread.
+pub fn prefetch(
+    dataset: Arc<Dataset>,
+    order: Vec<usize>,
+    batch_size: usize,
+    pipeline: Pipeline,
+    dtype: DType,
+    epoch: u64,
+) -> Result<Receiver<HostBatch>> {
+    let (tx, rx) = sync_channel(PREFETCH);
+    std::thread::Builder::new()
+        .name("batches".into())
+        .spawn(move || {
+            for rows in steplab_data::batches(&order, batch_size, false) {
+                let batch = HostBatch::gather(&dataset, rows, &pipeline, dtype, Some(epoch));
+                if tx.send(batch).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start the batch loader thread: {e}"))?;
+    Ok(rx)
 }
 
 /// Number of rows of `outputs` whose arg-max equals the label (reads the outputs back: a sync).

@@ -136,6 +136,7 @@ impl LossProbe for BatchProbe<'_> {
 struct HoldoutProbe<'a> {
     pass: Pass<'a>,
     set: &'a Dataset,
+    pipeline: &'a data::Pipeline,
     compute: &'a Compute,
     batch_size: usize,
     rng: &'a mut ChaCha8Rng,
@@ -147,7 +148,7 @@ impl HoldoutProbe<'_> {
         if self.batch.is_none() {
             let n = self.set.len();
             let rows = rand::seq::index::sample(self.rng, n, self.batch_size.min(n)).into_vec();
-            self.batch = Some(make_batch(self.set, &rows, self.compute));
+            self.batch = Some(make_batch(self.set, &rows, self.pipeline, self.compute));
         }
         self.batch.as_ref().expect("drawn above")
     }
@@ -208,6 +209,7 @@ fn evaluate(
     pass: &Pass<'_>,
     params: &[Tensor<1>],
     set: &Dataset,
+    pipeline: &data::Pipeline,
     compute: &Compute,
     batch_size: usize,
 ) -> (f64, Option<f64>) {
@@ -216,7 +218,7 @@ fn evaluate(
     let mut correct = 0usize;
     let mut has_labels = false;
     for rows in order.chunks(batch_size) {
-        let batch = make_batch(set, rows, compute);
+        let batch = make_batch(set, rows, pipeline, compute);
         let Forward { loss, outputs, .. } = pass.objective(params, &batch, Mode::Eval);
         set_loss.add(scalar(loss), batch.len);
         if let Some(labels) = &batch.labels {
@@ -307,7 +309,7 @@ pub fn train(
     }
     let model = config
         .model
-        .build(prepared.train.features.cols(), prepared.task)
+        .build(prepared.input, prepared.task)
         .map_err(|e| ConfigError(e.to_string()))?;
     let model = model.as_ref();
     let num_params = check_model_size(model, &prepared, compute.dtype)?;
@@ -422,8 +424,16 @@ fn run(
             correct: 0,
             labelled: false,
         };
-        for rows in steplab_data::batches(&order, batch_size, false) {
-            let batch = make_batch(&prepared.train, rows, compute);
+        let loader = data::prefetch(
+            prepared.train.clone(),
+            order,
+            batch_size,
+            prepared.pipeline.clone(),
+            compute.dtype,
+            epoch as u64,
+        )?;
+        for host in loader {
+            let batch = host.into_batch(compute);
             // The step's random draws (dropout masks), keyed by (seed, step, site).
             let noise = StepNoise::new(config.run.seed, step + 1, &compute.device, compute.dtype);
             let pass = Pass {
@@ -460,6 +470,7 @@ fn run(
                 Some(set) if optimizer.needs_holdout() => Some(HoldoutProbe {
                     pass,
                     set,
+                    pipeline: &prepared.pipeline,
                     compute,
                     batch_size,
                     rng: &mut holdout_rng,
@@ -539,7 +550,14 @@ fn run(
         };
         let eval = |set: &Option<Dataset>| match set {
             Some(set) if config.training.evaluate => {
-                let (l, a) = evaluate(&pass, &params, set, compute, config.data.eval_batch_size);
+                let (l, a) = evaluate(
+                    &pass,
+                    &params,
+                    set,
+                    &prepared.pipeline,
+                    compute,
+                    config.data.eval_batch_size,
+                );
                 (Some(l), a)
             }
             _ => (None, None),

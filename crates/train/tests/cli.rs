@@ -213,7 +213,7 @@ fn config_errors_exit_2_and_name_the_key_or_file() {
             &["--set", "data.validation_fraction=1.5"],
             "data.validation_fraction",
         ),
-        (&["--set", "data.dataset=\"cifar10\""], "data.dataset"),
+        (&["--set", "data.dataset=\"imagenet\""], "data.dataset"),
         (
             &[
                 "--set",
