@@ -25,6 +25,25 @@ pub enum Init {
     },
 }
 
+impl Init {
+    /// PyTorch's default for `nn.Linear` and `nn.Conv2d` weights and biases: `kaiming_uniform_`
+    /// with a = √5, i.e. U(±1/√fan_in) (fan_in = inputs × kernel area).
+    pub fn torch_default(fan_in: usize) -> Self {
+        Self::Uniform {
+            bound: 1.0 / (fan_in.max(1) as f64).sqrt(),
+        }
+    }
+
+    /// He et al. (2015, "Delving deep into rectifiers") normal init for ReLU layers,
+    /// N(0, 2/fan): PyTorch's `kaiming_normal_` with its defaults when `fan` is the fan-in,
+    /// `mode = "fan_out"` when it is the fan-out.
+    pub fn kaiming_normal(fan: usize) -> Self {
+        Self::Normal {
+            std: (2.0 / fan.max(1) as f64).sqrt(),
+        }
+    }
+}
+
 /// The `model.init` key: a scheme that assigns an [`Init`] to each weight and bias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -13,12 +13,19 @@
 //! statistics and returns updated running statistics, `Probe` uses batch statistics and leaves
 //! them untouched (the optimizers' extra forward passes) with the step's own random draws
 //! ([`StepNoise`]), `Eval` uses running statistics and no dropout.
+//!
+//! Two families: the fully connected models of `mlp.rs` (they flatten images), and the image
+//! classifiers (`lenet5`, `resnet` / `resnet20|32|56`, `cifar_convnet`, `resnet18`, `wrn`),
+//! which need [`InputShape::Image`] and are composed from the typed layers of [`layers`]
+//! (a builder registers tensors by name; each layer reshapes its flat tensors in the pass).
 
 mod init;
+pub mod layers;
 mod loss;
 mod mlp;
 mod model;
 mod noise;
+mod vision;
 
 pub use init::{Init, InitScheme, init_params, init_state};
 pub use loss::{Loss, Reduction, Target};
@@ -29,6 +36,10 @@ pub use model::{
     Cx, Forward, Input, InputShape, Mode, Model, ParamSpec, Prediction, StateSpec, name_stream,
 };
 pub use noise::StepNoise;
+pub use vision::{
+    CifarConvnet, CifarConvnetConfig, CifarResnet, Lenet5, Lenet5Config, Resnet18, Resnet18Config,
+    ResnetConfig, ResnetPresetConfig, WideResnet, WrnConfig,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +79,30 @@ pub enum ModelConfig {
     Linear(LinearConfig),
     /// `kind = "bad_regression"`: Ŷ = W1·W2·X of the L4 paper (Sec. 3.1).
     BadRegression(BadRegressionConfig),
+    /// `kind = "lenet5"`: Gorti & Ravaut's LeNet-5 (62,006 parameters on CIFAR-10).
+    #[serde(rename = "lenet5")]
+    Lenet5(Lenet5Config),
+    /// `kind = "resnet"`: He et al.'s CIFAR ResNet of depth 6n + 2, option-A shortcuts.
+    #[serde(rename = "resnet")]
+    Resnet(ResnetConfig),
+    /// `kind = "resnet20"`: `resnet` with depth 20 (269,722 parameters on CIFAR-10).
+    #[serde(rename = "resnet20")]
+    Resnet20(ResnetPresetConfig),
+    /// `kind = "resnet32"`: `resnet` with depth 32 (464,154 parameters on CIFAR-10).
+    #[serde(rename = "resnet32")]
+    Resnet32(ResnetPresetConfig),
+    /// `kind = "resnet56"`: `resnet` with depth 56 (853,018 parameters on CIFAR-10).
+    #[serde(rename = "resnet56")]
+    Resnet56(ResnetPresetConfig),
+    /// `kind = "cifar_convnet"`: LossGrad's CIFAR-10 convnet, Table 7 (189,230 parameters).
+    #[serde(rename = "cifar_convnet")]
+    CifarConvnet(CifarConvnetConfig),
+    /// `kind = "resnet18"`: the standard CIFAR ResNet-18 (11,173,962 parameters on CIFAR-10).
+    #[serde(rename = "resnet18")]
+    Resnet18(Resnet18Config),
+    /// `kind = "wrn"`: Zagoruyko & Komodakis's pre-activation wide ResNet (WRN-16-4 by default).
+    #[serde(rename = "wrn")]
+    Wrn(WrnConfig),
 }
 
 impl ModelConfig {
@@ -78,6 +113,14 @@ impl ModelConfig {
             Self::Autoencoder(_) => "autoencoder",
             Self::Linear(_) => "linear",
             Self::BadRegression(_) => "bad_regression",
+            Self::Lenet5(_) => "lenet5",
+            Self::Resnet(_) => "resnet",
+            Self::Resnet20(_) => "resnet20",
+            Self::Resnet32(_) => "resnet32",
+            Self::Resnet56(_) => "resnet56",
+            Self::CifarConvnet(_) => "cifar_convnet",
+            Self::Resnet18(_) => "resnet18",
+            Self::Wrn(_) => "wrn",
         }
     }
 
@@ -87,23 +130,39 @@ impl ModelConfig {
     }
 
     /// Builds the model for samples of shape `input` (a feature count converts) and the task.
+    /// Image models need [`InputShape::Image`]; the fully connected ones flatten images.
     pub fn build(
         &self,
         input: impl Into<InputShape>,
         task: Task,
     ) -> Result<Box<dyn Model>, ModelError> {
-        let inputs = input.into().numel();
+        let shape = input.into();
+        let inputs = shape.numel();
         if inputs == 0 {
             return Err(ModelError::Invalid(
                 "the dataset has no input features".into(),
             ));
         }
-        Ok(Box::new(match self {
-            Self::Mlp(c) => c.build(inputs, task)?,
-            Self::Autoencoder(c) => c.build(inputs, task)?,
-            Self::Linear(c) => c.build(inputs, task)?,
-            Self::BadRegression(c) => c.build(inputs, task)?,
-        }))
+        Ok(match self {
+            Self::Mlp(c) => Box::new(c.build(inputs, task)?),
+            Self::Autoencoder(c) => Box::new(c.build(inputs, task)?),
+            Self::Linear(c) => Box::new(c.build(inputs, task)?),
+            Self::BadRegression(c) => Box::new(c.build(inputs, task)?),
+            Self::Lenet5(c) => Box::new(c.build(shape, task)?),
+            Self::Resnet(c) => Box::new(c.build(self.kind(), shape, task)?),
+            Self::Resnet20(_) => {
+                Box::new(ResnetConfig { depth: 20 }.build(self.kind(), shape, task)?)
+            }
+            Self::Resnet32(_) => {
+                Box::new(ResnetConfig { depth: 32 }.build(self.kind(), shape, task)?)
+            }
+            Self::Resnet56(_) => {
+                Box::new(ResnetConfig { depth: 56 }.build(self.kind(), shape, task)?)
+            }
+            Self::CifarConvnet(c) => Box::new(c.build(shape, task)?),
+            Self::Resnet18(c) => Box::new(c.build(shape, task)?),
+            Self::Wrn(c) => Box::new(c.build(shape, task)?),
+        })
     }
 }
 

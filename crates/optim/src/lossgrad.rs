@@ -54,7 +54,8 @@ pub struct LossGradConfig {
     /// Initial step size h0 (paper: 1e-4).
     #[serde(default = "LossGradConfig::default_lr")]
     pub lr: f64,
-    /// Step-size adjustment factor c > 1 (paper: 1.05, chosen in Table 1).
+    /// Step-size adjustment factor c ≥ 1 (paper: 1.05, chosen in Table 1). c = 1 keeps h at h0:
+    /// plain SGD at lr h0 plus one probe per step, a check of the probe's side effects.
     #[serde(default = "LossGradConfig::default_c")]
     pub c: f64,
     /// How a step whose probe loss equals the batch loss exactly is treated: `"paper"` (default,
@@ -74,10 +75,10 @@ impl LossGradConfig {
     /// Checks the settings; errors name the config key.
     pub fn validate(&self) -> Result<(), OptimError> {
         crate::check_positive("optimizer.lr", self.lr)?;
-        if !(self.c.is_finite() && self.c > 1.0) {
+        if !(self.c.is_finite() && self.c >= 1.0) {
             return Err(OptimError::invalid(
                 "optimizer.c",
-                format!("must be > 1, got {}", self.c),
+                format!("must be ≥ 1, got {}", self.c),
             ));
         }
         Ok(())
@@ -463,10 +464,10 @@ mod tests {
     }
 
     #[test]
-    fn lossgrad_rejects_c_not_above_one() {
+    fn lossgrad_rejects_c_below_one() {
         let err = LossGradConfig {
             lr: 0.1,
-            c: 1.0,
+            c: 0.99,
             ..Default::default()
         }
         .validate()

@@ -158,3 +158,66 @@ fn missing_cifar_says_what_to_fetch_and_where_to_put_it() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn lossgrad_with_c_1_is_sgd_plus_probes_that_change_nothing_on_a_batch_norm_model_with_dropout() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(&dir.path().join("data"));
+    let text = r#"
+[run]
+backend = "flex"
+[data]
+dataset = "cifar10"
+root = "data"
+download = false
+batch_size = 8
+eval_batch_size = 1000
+augment = "crop_flip"
+[model]
+kind = "wrn"
+depth = 10
+width = 1
+dropout = 0.3
+[optimizer]
+kind = "sgd"
+lr = 0.05
+[training]
+max_steps = 4
+l2 = 1e-3
+"#;
+    let cfg = dir.path().join("wrn.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let run = |out: &str, extra: &[&str]| {
+        let mut args = vec!["--config", cfg.to_str().unwrap(), "--out", out];
+        args.extend_from_slice(extra);
+        let result = train(&args, dir.path());
+        assert!(result.status.success(), "{out}: {}", stderr(&result));
+    };
+    run("sgd", &[]);
+    run(
+        "lossgrad",
+        &[
+            "--set",
+            "optimizer.kind=lossgrad",
+            "--set",
+            "optimizer.c=1.0",
+        ],
+    );
+    let (_, sgd) = read_csv(&dir.path().join("sgd/steps.csv"));
+    let (header, lossgrad) = read_csv(&dir.path().join("lossgrad/steps.csv"));
+    assert_eq!(sgd.len(), 4);
+    for (s, l) in sgd.iter().zip(&lossgrad) {
+        // The same batch losses bit for bit: LossGrad's probes (same batch statistics, same
+        // dropout masks) left the running statistics and everything else as SGD's run has them.
+        assert_eq!(s[2].to_bits(), l[2].to_bits(), "loss");
+        assert_eq!(s[3], l[3], "lr");
+    }
+    let probe = header.iter().position(|h| h == "probe_loss").unwrap();
+    assert!(lossgrad.iter().all(|r| r[probe].is_finite()));
+    // The end-of-epoch test loss uses the running statistics: equal too.
+    let (header, sgd) = read_csv(&dir.path().join("sgd/epochs.csv"));
+    let (_, lossgrad) = read_csv(&dir.path().join("lossgrad/epochs.csv"));
+    let test = header.iter().position(|h| h == "test_loss").unwrap();
+    assert!(sgd[0][test].is_finite());
+    assert_eq!(sgd[0][test].to_bits(), lossgrad[0][test].to_bits());
+}

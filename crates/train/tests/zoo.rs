@@ -1,0 +1,218 @@
+//! The convnets of the zoo against every optimizer, through the trainer's own step functions:
+//! every kind takes two steps on every image model on ndarray and flex (and wgpu when the
+//! feature is on), and the probes of a step see the step's own batch statistics and dropout
+//! mask without touching the running statistics.
+
+use burn::tensor::{Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use steplab_models::{
+    Input, InputShape, Mode, Model, ModelConfig, StepNoise, Target, Task, init_params, init_state,
+};
+use steplab_optim::{LossProbe, OptimizerConfig, StepInput};
+use steplab_train::backend::{self, Compute};
+use steplab_train::config::{BackendKind, Precision};
+use steplab_train::data::Batch;
+use steplab_train::trainer::{BatchProbe, Graded, Pass, loss_and_grad};
+
+/// The image models with a small input each accepts (LeNet and the CIFAR convnet need 32×32;
+/// the residual networks pool globally and take 8×8).
+const MODELS: &[(&str, [usize; 3])] = &[
+    ("kind = \"lenet5\"\ndropout = 0.5", [3, 32, 32]),
+    ("kind = \"cifar_convnet\"", [3, 32, 32]),
+    ("kind = \"resnet20\"", [3, 8, 8]),
+    ("kind = \"resnet18\"", [3, 8, 8]),
+    (
+        "kind = \"wrn\"\ndepth = 10\nwidth = 1\ndropout = 0.3",
+        [3, 8, 8],
+    ),
+];
+
+/// A batch of `n` random images with random labels of 10 classes.
+fn batch(compute: &Compute, shape: [usize; 3], n: usize, seed: u64) -> Batch {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let [c, h, w] = shape;
+    let pixels: Vec<f64> = (0..n * c * h * w)
+        .map(|_| rng.random::<f64>() - 0.5)
+        .collect();
+    let labels: Vec<u32> = (0..n).map(|i| (i % 10) as u32).collect();
+    let mut one_hot = vec![0.0; n * 10];
+    for (i, &l) in labels.iter().enumerate() {
+        one_hot[i * 10 + l as usize] = 1.0;
+    }
+    let opts = (&compute.device, compute.dtype);
+    Batch {
+        inputs: Input::Images(Tensor::from_data(
+            TensorData::new(pixels, [n, c, h, w]),
+            opts,
+        )),
+        target: Target::OneHot(Tensor::from_data(TensorData::new(one_hot, [n, 10]), opts)),
+        labels: Some(labels),
+        len: n,
+    }
+}
+
+fn model(text: &str, shape: [usize; 3]) -> Box<dyn Model> {
+    let config: ModelConfig = toml::from_str(text).unwrap();
+    config
+        .build(
+            InputShape::Image(shape),
+            Task::Classification { classes: 10 },
+        )
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+fn values(tensors: &[Tensor<1>]) -> Vec<f64> {
+    tensors
+        .iter()
+        .flat_map(|t| t.to_data().try_into_vec_as::<f64>().unwrap())
+        .collect()
+}
+
+#[test]
+fn every_optimizer_kind_takes_two_steps_on_every_image_model_on_ndarray() {
+    every_kind_on_every_model(BackendKind::Ndarray);
+}
+
+#[test]
+fn every_optimizer_kind_takes_two_steps_on_every_image_model_on_flex() {
+    every_kind_on_every_model(BackendKind::Flex);
+}
+
+/// On a GPU, or on Mesa's software Vulkan without one; skipped without an adapter unless
+/// `STEPLAB_REQUIRE_WGPU` is set (CI sets it).
+#[cfg(feature = "wgpu")]
+#[test]
+fn every_optimizer_kind_takes_two_steps_on_every_image_model_on_wgpu() {
+    every_kind_on_every_model(BackendKind::Wgpu);
+}
+
+fn every_kind_on_every_model(backend: BackendKind) {
+    {
+        let compute = match backend::compute(backend, Precision::F32) {
+            Ok(c) => c,
+            Err(e)
+                if backend == BackendKind::Wgpu
+                    && std::env::var_os("STEPLAB_REQUIRE_WGPU").is_none() =>
+            {
+                eprintln!("skipped wgpu: {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        for &(text, shape) in MODELS {
+            let model = model(text, shape);
+            let model = model.as_ref();
+            let batches = [batch(&compute, shape, 2, 1), batch(&compute, shape, 2, 2)];
+            let initial = init_params(model.param_specs(), 0, &compute.device, compute.dtype);
+            for kind in OptimizerConfig::KINDS {
+                let config: OptimizerConfig =
+                    toml::from_str(&format!("kind = \"{kind}\"")).unwrap();
+                let mut optimizer = config.build().unwrap();
+                optimizer.begin_epoch(1, 2);
+                let mut params = initial.clone();
+                let mut state = init_state(model.state_specs(), &compute.device, compute.dtype);
+                for (step, batch) in batches.iter().enumerate() {
+                    let noise = StepNoise::new(0, step as u64 + 1, &compute.device, compute.dtype);
+                    let pass = Pass {
+                        model,
+                        state: &state,
+                        noise: &noise,
+                        l2: 1e-3,
+                    };
+                    let Graded {
+                        loss,
+                        grads,
+                        new_state,
+                        ..
+                    } = loss_and_grad(&pass, &params, batch, Mode::Train);
+                    assert!(loss.is_finite(), "{text} {kind} {backend:?}: loss {loss}");
+                    let mut probe = BatchProbe { pass, batch };
+                    let out = optimizer.step(StepInput {
+                        params,
+                        loss,
+                        grads,
+                        probe: &mut probe,
+                        holdout: None,
+                    });
+                    assert!(
+                        out.lr.is_finite(),
+                        "{text} {kind} {backend:?}: lr {}",
+                        out.lr
+                    );
+                    params = out.params;
+                    if let Some(s) = new_state {
+                        state = s;
+                    }
+                }
+                let moved = values(&params) != values(&initial);
+                // Methods that warm up (TLR's first window, L4's first step) may not move in
+                // two steps; every method must leave finite weights.
+                assert!(
+                    values(&params).iter().all(|v| v.is_finite()),
+                    "{text} {kind} {backend:?}: non-finite weights"
+                );
+                if matches!(
+                    *kind,
+                    "sgd" | "adam" | "lossgrad" | "wngrad" | "sps" | "sls"
+                ) {
+                    assert!(moved, "{text} {kind} {backend:?}: the weights did not move");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_probe_reproduces_the_training_loss_and_leaves_the_running_statistics_alone() {
+    let compute = backend::compute(BackendKind::Ndarray, Precision::F64).unwrap();
+    let shape = [3, 8, 8];
+    let model = model(
+        "kind = \"wrn\"\ndepth = 10\nwidth = 1\ndropout = 0.3",
+        shape,
+    );
+    let model = model.as_ref();
+    assert!(!model.state_specs().is_empty(), "a model with batch norm");
+    let batch = batch(&compute, shape, 4, 3);
+    let params = init_params(model.param_specs(), 0, &compute.device, compute.dtype);
+    let state = init_state(model.state_specs(), &compute.device, compute.dtype);
+    let noise = StepNoise::new(0, 7, &compute.device, compute.dtype);
+    let pass = Pass {
+        model,
+        state: &state,
+        noise: &noise,
+        l2: 1e-3,
+    };
+    let train = loss_and_grad(&pass, &params, &batch, Mode::Train);
+    let before = values(&state);
+    let mut probe = BatchProbe {
+        pass,
+        batch: &batch,
+    };
+    // Same batch statistics, same dropout mask, same L2 term: the same loss, bit for bit.
+    assert_eq!(probe.loss_at(&params).to_bits(), train.loss.to_bits());
+    assert_eq!(
+        probe.loss_and_grad_at(&params).0.to_bits(),
+        train.loss.to_bits()
+    );
+    assert_eq!(
+        values(&state),
+        before,
+        "the probes left the running statistics alone"
+    );
+    let updated = train
+        .new_state
+        .expect("a training pass returns running statistics");
+    assert_ne!(values(&updated), before, "the training pass moved them");
+    // Another step's noise draws another dropout mask: a different loss.
+    let other = StepNoise::new(0, 8, &compute.device, compute.dtype);
+    let moved = Pass {
+        noise: &other,
+        ..pass
+    };
+    let mut probe = BatchProbe {
+        pass: moved,
+        batch: &batch,
+    };
+    assert_ne!(probe.loss_at(&params), train.loss);
+}
