@@ -410,7 +410,7 @@ fn not_found(
         )
     } else {
         format!(
-            "Downloading was not allowed: allow it to fetch {}, or put that file in {}",
+            "Downloading was not allowed: allow it (data.download = true) to fetch {}, or put that file in {}",
             kind.url(),
             dir.display()
         )

@@ -257,7 +257,7 @@ fn obtain(
         )
     } else {
         format!(
-            "Downloading was not allowed: allow it to fetch {}, or put that file at {}",
+            "Downloading was not allowed: allow it (data.download = true) to fetch {}, or put that file at {}",
             urls[0],
             dest.display()
         )

@@ -1,5 +1,6 @@
 //! `train bench`: training steps/s of LossGrad's MNIST MLP (784-500-300-100-10, batch 100, f32)
-//! per CPU backend and optimizer, with peak memory, beside PyTorch on the same machine.
+//! or a convnet of the zoo (`--model`), per CPU backend and optimizer, with peak memory, beside
+//! PyTorch on the same machine (the MLP).
 //!
 //! Each (backend, method) pair runs in its own child process. A method is timed together with
 //! the method it is compared with (its *base*: SGD, momentum SGD or Adam) and, where its goal
@@ -15,7 +16,9 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use steplab_models::{Input, Mode, Model, ModelConfig, StepNoise, Target, Task, init_params};
+use steplab_models::{
+    Input, InputShape, Mode, Model, ModelConfig, StepNoise, Target, Task, init_params, init_state,
+};
 use steplab_optim::{LossProbe, OptimizerConfig, StepInput};
 
 use crate::backend::{self, Compute};
@@ -39,9 +42,14 @@ pub struct BenchArgs {
     /// `--optimizers list`, or `all`).
     #[arg(long, value_delimiter = ',', default_values_t = vec!["sgd".to_string(), "lossgrad".to_string()])]
     pub optimizers: Vec<String>,
-    /// Also run `scripts/bench_pytorch.sh` (creates a venv with CPU PyTorch on first use).
+    /// Also run `scripts/bench_pytorch.sh` (creates a venv with CPU PyTorch on first use; MLP
+    /// only so far).
     #[arg(long)]
     pub pytorch: bool,
+    /// The model timed: `mlp` (LossGrad's MNIST MLP, batch 100), `resnet20` (batch 128),
+    /// `lenet5` (batch 32), `cifar_convnet` (batch 100); the convnets on random 3×32×32 images.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
     /// Internal: measure one backend/optimizer pair in this process and print one CSV line.
     #[arg(long, hide = true, num_args = 2, value_names = ["BACKEND", "OPTIMIZER"])]
     pub child: Option<Vec<String>>,
@@ -222,8 +230,9 @@ struct Figure {
 
 /// Runs the benchmark and prints its table.
 pub fn run(args: &BenchArgs) -> Result<()> {
+    let model = bench_model(&args.model)?;
     if let Some(pair) = &args.child {
-        return child(&pair[0], &pair[1], args.steps, args.rounds);
+        return child(&pair[0], &pair[1], model, args.steps, args.rounds);
     }
     for (flag, value) in [("--steps", args.steps), ("--rounds", args.rounds)] {
         if value == 0 {
@@ -261,7 +270,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     "--rounds",
                     &args.rounds.to_string(),
                 ])
-                .args(["--child", backend, m.name])
+                .args(["--model", model.name, "--child", backend, m.name])
                 .output()
                 .context("cannot run the benchmark child process")?;
             if !out.status.success() {
@@ -275,7 +284,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     let mut torch = Vec::new();
-    if args.pytorch {
+    if args.pytorch && model.name != "mlp" {
+        eprintln!(
+            "note: scripts/bench_pytorch.sh times the MLP only; no PyTorch figures for {}",
+            model.name
+        );
+    } else if args.pytorch {
         eprintln!("measuring PyTorch (scripts/bench_pytorch.sh) ...");
         let per_round = args.steps.div_ceil(args.rounds.max(1)).max(1);
         let out = Command::new("bash")
@@ -296,8 +310,72 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         torch = parse_torch(&String::from_utf8_lossy(&out.stdout));
     }
-    print_table(&figures, &torch);
+    print_table(model, &figures, &torch);
     Ok(())
+}
+
+/// A model `train bench` can time: its config, sample shape and batch size.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchModel {
+    /// The `--model` name.
+    pub name: &'static str,
+    /// Its `[model]` section.
+    toml: &'static str,
+    /// One sample.
+    shape: InputShape,
+    /// Batch size.
+    batch: usize,
+    /// What the table's title says.
+    title: &'static str,
+}
+
+const BENCH_MODELS: &[BenchModel] = &[
+    BenchModel {
+        name: "mlp",
+        toml: "kind = \"mlp\"\nhidden = [500, 300, 100]",
+        shape: InputShape::Features(784),
+        batch: 100,
+        title: "MNIST MLP 784-500-300-100-10, batch 100",
+    },
+    BenchModel {
+        name: "resnet20",
+        toml: "kind = \"resnet20\"",
+        shape: InputShape::Image([3, 32, 32]),
+        batch: 128,
+        title: "ResNet-20 (option A, BN) on 3x32x32, batch 128",
+    },
+    BenchModel {
+        name: "lenet5",
+        toml: "kind = \"lenet5\"",
+        shape: InputShape::Image([3, 32, 32]),
+        batch: 32,
+        title: "LeNet-5 on 3x32x32, batch 32",
+    },
+    BenchModel {
+        name: "cifar_convnet",
+        toml: "kind = \"cifar_convnet\"",
+        shape: InputShape::Image([3, 32, 32]),
+        batch: 100,
+        title: "LossGrad's CIFAR convnet on 3x32x32, batch 100",
+    },
+];
+
+fn bench_model(name: &str) -> Result<BenchModel> {
+    BENCH_MODELS
+        .iter()
+        .find(|m| m.name == name)
+        .copied()
+        .ok_or_else(|| {
+            ConfigError(format!(
+                "--model: unknown benchmark model `{name}`; known: {}",
+                BENCH_MODELS
+                    .iter()
+                    .map(|m| m.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into()
+        })
 }
 
 /// Parses the child's `steplab,<backend>,<method>,<steps/s>,<MiB>,<base>,<ratio>,<fwd ratio>`.
@@ -334,9 +412,9 @@ fn parse_torch(text: &str) -> Vec<(String, f64, f64)> {
         .collect()
 }
 
-fn print_table(figures: &[Figure], torch: &[(String, f64, f64)]) {
+fn print_table(model: BenchModel, figures: &[Figure], torch: &[(String, f64, f64)]) {
     let torch_sgd = torch.iter().find(|t| t.0 == "sgd").map(|t| t.1);
-    println!("MNIST MLP 784-500-300-100-10, batch 100, f32, training steps/s (median of rounds)");
+    println!("{}, f32, training steps/s (median of rounds)", model.title);
     println!(
         "{:<8} {:<11} {:>8} {:>9} {:>8} {:<8} {:>9} {:>8}  goal",
         "backend", "method", "steps/s", "peak MiB", "x torch", "base", "step/base", "allowed"
@@ -394,29 +472,30 @@ fn backend_kind(name: &str) -> Result<BackendKind> {
     })
 }
 
-/// Random batches of MNIST's shape (inputs in [0, 1), one-hot labels).
-fn random_batches(compute: &Compute, count: usize) -> Vec<Batch> {
+/// Random batches of the model's input shape (inputs in [0, 1), one-hot labels of 10 classes).
+fn random_batches(compute: &Compute, bench: BenchModel, count: usize) -> Vec<Batch> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let n = bench.batch;
+    let size = bench.shape.numel();
     (0..count)
         .map(|_| {
-            let inputs: Vec<f32> = (0..100 * 784).map(|_| rng.random()).collect();
-            let labels: Vec<u32> = (0..100).map(|_| rng.random_range(0..10)).collect();
-            let mut one_hot = vec![0.0f32; 100 * 10];
+            let inputs: Vec<f32> = (0..n * size).map(|_| rng.random()).collect();
+            let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..10)).collect();
+            let mut one_hot = vec![0.0f32; n * 10];
             for (i, l) in labels.iter().enumerate() {
                 one_hot[i * 10 + *l as usize] = 1.0;
             }
             let opts = (&compute.device, compute.dtype);
+            let rows: Tensor<2> = Tensor::from_data(TensorData::new(inputs, [n, size]), opts);
+            let inputs = match bench.shape {
+                InputShape::Image([c, h, w]) => Input::Images(rows.reshape([n, c, h, w])),
+                InputShape::Features(_) => Input::Features(rows),
+            };
             Batch {
-                inputs: Input::Features(Tensor::from_data(
-                    TensorData::new(inputs, [100, 784]),
-                    opts,
-                )),
-                target: Target::OneHot(Tensor::from_data(
-                    TensorData::new(one_hot, [100, 10]),
-                    opts,
-                )),
+                inputs,
+                target: Target::OneHot(Tensor::from_data(TensorData::new(one_hot, [n, 10]), opts)),
                 labels: Some(labels),
-                len: 100,
+                len: n,
             }
         })
         .collect()
@@ -427,6 +506,8 @@ fn random_batches(compute: &Compute, count: usize) -> Vec<Batch> {
 struct Runner {
     optimizer: Option<Box<dyn steplab_optim::StepSizeOptimizer>>,
     params: Vec<Tensor<1>>,
+    /// The model's running statistics, updated by each training pass.
+    state: Vec<Tensor<1>>,
     device: burn::tensor::Device,
     dtype: burn::tensor::DType,
     at: usize,
@@ -447,6 +528,7 @@ impl Runner {
         Ok(Self {
             optimizer,
             params: init_params(model.param_specs(), 0, &compute.device, compute.dtype),
+            state: init_state(model.state_specs(), &compute.device, compute.dtype),
             device: compute.device.clone(),
             dtype: compute.dtype,
             at: 0,
@@ -463,7 +545,7 @@ impl Runner {
             let noise = StepNoise::new(0, self.at as u64, &self.device, self.dtype);
             let pass = Pass {
                 model,
-                state: &[],
+                state: &self.state,
                 noise: &noise,
                 l2: 0.0,
             };
@@ -473,8 +555,12 @@ impl Runner {
                     let _ = probe.loss_at(&self.params);
                 }
                 Some(opt) => {
-                    let Graded { loss, grads, .. } =
-                        loss_and_grad(&pass, &self.params, batch, Mode::Train);
+                    let Graded {
+                        loss,
+                        grads,
+                        new_state,
+                        ..
+                    } = loss_and_grad(&pass, &self.params, batch, Mode::Train);
                     let params = std::mem::take(&mut self.params);
                     self.params = opt
                         .step(StepInput {
@@ -485,6 +571,9 @@ impl Runner {
                             holdout: None,
                         })
                         .params;
+                    if let Some(state) = new_state {
+                        self.state = state;
+                    }
                 }
             }
         }
@@ -499,12 +588,12 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn child(backend: &str, name: &str, steps: usize, rounds: usize) -> Result<()> {
+fn child(backend: &str, name: &str, bench: BenchModel, steps: usize, rounds: usize) -> Result<()> {
     let compute = backend::compute(backend_kind(backend)?, Precision::F32)?;
-    let model_config: ModelConfig = toml::from_str("kind = \"mlp\"\nhidden = [500, 300, 100]")?;
-    let model = model_config.build(784, Task::Classification { classes: 10 })?;
+    let model_config: ModelConfig = toml::from_str(bench.toml)?;
+    let model = model_config.build(bench.shape, Task::Classification { classes: 10 })?;
     let model = model.as_ref();
-    let batches = random_batches(&compute, 10);
+    let batches = random_batches(&compute, bench, 10);
     let spec = method(name)?;
     let mut specs = vec![spec];
     if spec.base != spec.name {

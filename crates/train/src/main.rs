@@ -50,7 +50,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Measures training steps/s of the MNIST MLP (batch 100) per backend and optimizer.
+    /// Measures training steps/s of the MNIST MLP (batch 100) or a convnet per backend and optimizer.
     Bench(bench::BenchArgs),
 }
 

@@ -491,7 +491,7 @@ fn missing_files_without_download_name_the_url_the_file_and_the_folder() {
         );
         assert!(
             msg.contains(&format!(
-                "Downloading was not allowed: allow it to fetch {}, or put that file in {} \
+                "Downloading was not allowed: allow it (data.download = true) to fetch {}, or put that file in {} \
                  (it is extracted there), or its extracted folder {}/",
                 kind.url(),
                 dir.display(),
