@@ -19,11 +19,9 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
-use super::{classes, image_input, images, predict_with};
+use super::{ImageClassifier, classes, image_input};
 use crate::layers::{Builder, Conv2d, Conv2dShape, Dense, Dropout, MaxPool2d, Pass, Specs, pooled};
-use crate::{
-    Cx, Init, Input, InputShape, Loss, Model, ModelError, ParamSpec, Prediction, StateSpec, Task,
-};
+use crate::{Init, InputShape, ModelError, Task};
 
 /// `kind = "lenet5"` (see the module docs).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -110,28 +108,17 @@ impl Lenet5 {
     }
 }
 
-impl Model for Lenet5 {
-    fn param_specs(&self) -> &[ParamSpec] {
-        &self.specs.params
+impl ImageClassifier for Lenet5 {
+    fn specs(&self) -> &Specs {
+        &self.specs
     }
 
-    fn state_specs(&self) -> &[StateSpec] {
-        &self.specs.state
+    fn image_shape(&self) -> [usize; 3] {
+        self.input
     }
 
-    fn predict(
-        &self,
-        params: &[Tensor<1>],
-        state: &[Tensor<1>],
-        input: &Input,
-        cx: &Cx<'_>,
-    ) -> Prediction {
-        let x = images(input, self.input);
-        predict_with(&self.specs, params, state, cx, |pass| self.logits(pass, x))
-    }
-
-    fn loss(&self) -> Loss {
-        Loss::CrossEntropy
+    fn classify(&self, pass: &mut Pass<'_>, x: Tensor<4>) -> Tensor<2> {
+        self.logits(pass, x)
     }
 }
 

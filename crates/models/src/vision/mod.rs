@@ -18,7 +18,9 @@ pub use wrn::{WideResnet, WrnConfig};
 use burn::tensor::Tensor;
 
 use crate::layers::{Pass, Specs};
-use crate::{Cx, Input, InputShape, ModelError, Prediction, Task};
+use crate::{
+    Cx, Input, InputShape, Loss, Model, ModelError, ParamSpec, Prediction, StateSpec, Task,
+};
 
 /// The `[channels, height, width]` of the dataset's samples, or an error naming `model.kind`
 /// when the dataset gives feature rows.
@@ -62,6 +64,45 @@ pub(crate) fn images(input: &Input, [c, h, w]: [usize; 3]) -> Tensor<4> {
             assert_eq!(f, c * h * w, "rows do not hold {c}×{h}×{w} images");
             x.clone().reshape([b, c, h, w])
         }
+    }
+}
+
+/// An image classifier of the zoo: its tensors and its logits from a batch of images. Every
+/// such network is a [`Model`] through the one implementation below (cross-entropy loss, the
+/// batch viewed as images, new running statistics collected from the pass).
+pub(crate) trait ImageClassifier: Send + Sync {
+    /// The network's parameters and state.
+    fn specs(&self) -> &Specs;
+    /// `[channels, height, width]` the network was built for.
+    fn image_shape(&self) -> [usize; 3];
+    /// The logits `[batch, classes]` of images `[batch, c, h, w]`.
+    fn classify(&self, pass: &mut Pass<'_>, x: Tensor<4>) -> Tensor<2>;
+}
+
+impl<T: ImageClassifier> Model for T {
+    fn param_specs(&self) -> &[ParamSpec] {
+        &self.specs().params
+    }
+
+    fn state_specs(&self) -> &[StateSpec] {
+        &self.specs().state
+    }
+
+    fn predict(
+        &self,
+        params: &[Tensor<1>],
+        state: &[Tensor<1>],
+        input: &Input,
+        cx: &Cx<'_>,
+    ) -> Prediction {
+        let x = images(input, self.image_shape());
+        predict_with(self.specs(), params, state, cx, |pass| {
+            self.classify(pass, x)
+        })
+    }
+
+    fn loss(&self) -> Loss {
+        Loss::CrossEntropy
     }
 }
 

@@ -27,13 +27,11 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
-use super::{classes, image_input, images, predict_with};
+use super::{ImageClassifier, classes, image_input};
 use crate::layers::{
     BatchNorm, Builder, Conv2d, Conv2dShape, Dense, Dropout, Pass, Specs, global_avg_pool,
 };
-use crate::{
-    Cx, Init, Input, InputShape, Loss, Model, ModelError, ParamSpec, Prediction, StateSpec, Task,
-};
+use crate::{Init, InputShape, ModelError, Task};
 
 /// Stage widths.
 const WIDTHS: [usize; 4] = [64, 128, 256, 512];
@@ -162,28 +160,17 @@ impl Resnet18 {
     }
 }
 
-impl Model for Resnet18 {
-    fn param_specs(&self) -> &[ParamSpec] {
-        &self.specs.params
+impl ImageClassifier for Resnet18 {
+    fn specs(&self) -> &Specs {
+        &self.specs
     }
 
-    fn state_specs(&self) -> &[StateSpec] {
-        &self.specs.state
+    fn image_shape(&self) -> [usize; 3] {
+        self.input
     }
 
-    fn predict(
-        &self,
-        params: &[Tensor<1>],
-        state: &[Tensor<1>],
-        input: &Input,
-        cx: &Cx<'_>,
-    ) -> Prediction {
-        let x = images(input, self.input);
-        predict_with(&self.specs, params, state, cx, |pass| self.logits(pass, x))
-    }
-
-    fn loss(&self) -> Loss {
-        Loss::CrossEntropy
+    fn classify(&self, pass: &mut Pass<'_>, x: Tensor<4>) -> Tensor<2> {
+        self.logits(pass, x)
     }
 }
 
