@@ -266,8 +266,6 @@ impl Drop for RemoveDirOnDrop {
 /// Test helpers that build `.tar.gz` archives (shared with the CIFAR tests).
 #[cfg(test)]
 pub(crate) mod testing {
-    use std::io::Write;
-
     use flate2::Compression;
     use flate2::write::GzEncoder;
     use md5::{Digest, Md5};
@@ -323,11 +321,7 @@ pub(crate) mod testing {
     }
 
     /// Gzip-compressed bytes (a `.tar.gz` with a corrupt or truncated tar inside).
-    pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
-        enc.write_all(bytes).unwrap();
-        enc.finish().unwrap()
-    }
+    pub use crate::idx::testing::gzip;
 }
 
 #[cfg(test)]

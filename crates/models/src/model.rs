@@ -60,6 +60,12 @@ impl ParamSpec {
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
+
+    /// Number of scalars in the tensor, `None` when it overflows `usize` (a shape from a config
+    /// can ask for any size).
+    pub fn checked_numel(&self) -> Option<usize> {
+        self.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+    }
 }
 
 /// One tensor of non-trained model state (batch-norm running mean or variance).
@@ -221,8 +227,15 @@ pub trait Model: Send + Sync {
     /// The data loss this model trains with (how batch losses combine into a set's loss).
     fn loss(&self) -> Loss;
 
-    /// Total number of scalar parameters (wrapping: the trainer counts with overflow checks).
+    /// Total number of scalar parameters (wrapping; see [`Model::checked_num_params`]).
     fn num_params(&self) -> usize {
         self.param_specs().iter().map(ParamSpec::numel).sum()
+    }
+
+    /// Total number of scalar parameters, `None` when it overflows `usize`.
+    fn checked_num_params(&self) -> Option<usize> {
+        self.param_specs().iter().try_fold(0usize, |total, spec| {
+            total.checked_add(spec.checked_numel()?)
+        })
     }
 }

@@ -387,12 +387,7 @@ fn check(config: &Config) -> Result<(), ConfigError> {
 /// Removes one `--unset KEY` (a dotted path) from the config table; a key that is not there is an
 /// error naming it.
 fn remove_key(table: &mut toml::Table, key: &str) -> Result<(), ConfigError> {
-    let parts: Vec<&str> = key.trim().split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(ConfigError(format!(
-            "--unset {key}: `{key}` is not a dotted key path"
-        )));
-    }
+    let parts = key_path(key.trim(), &format!("--unset {key}"))?;
     let (last, parents) = parts.split_last().expect("split yields at least one part");
     let mut node = table;
     for part in parents {
@@ -406,18 +401,23 @@ fn remove_key(table: &mut toml::Table, key: &str) -> Result<(), ConfigError> {
         .ok_or_else(|| ConfigError(format!("--unset {key}: the config has no `{key}`")))
 }
 
+/// The parts of a dotted key (`optimizer.lr`); an empty part is an error starting with `flag`.
+fn key_path<'a>(key: &'a str, flag: &str) -> Result<Vec<&'a str>, ConfigError> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError(format!(
+            "{flag}: `{key}` is not a dotted key path"
+        )));
+    }
+    Ok(parts)
+}
+
 /// Applies one `KEY=VALUE` override: the value parses as TOML, or is taken as a string.
 fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
     let (key, raw) = item
         .split_once('=')
         .ok_or_else(|| ConfigError(format!("--set {item}: expected KEY=VALUE")))?;
-    let key = key.trim();
-    let parts: Vec<&str> = key.split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(ConfigError(format!(
-            "--set {item}: `{key}` is not a dotted key path"
-        )));
-    }
+    let parts = key_path(key.trim(), &format!("--set {item}"))?;
     let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
         Ok(mut t) => t
             .remove("v")

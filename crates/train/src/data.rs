@@ -38,25 +38,15 @@ pub struct Pipeline {
     augment: Augment,
     /// `run.seed`, which keys the augmentation with the epoch and the sample.
     seed: u64,
-    /// Per-channel mean and std (CIFAR's usual statistics), applied per batch.
+    /// Per-channel mean and std of a CIFAR dataset, applied per batch: its usual statistics, or
+    /// `data.normalize`'s one mean and std for every channel.
     channels: Option<([f64; 3], [f64; 3])>,
-    /// One mean and std for every value (`data.normalize` on CIFAR), applied per batch.
-    scalar: Option<(f64, f64)>,
 }
 
 /// Loads the dataset a config names. `cancel` (Ctrl-C, SIGTERM) stops a download or a long load
 /// between chunks and files.
 pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<Prepared> {
     let data = &config.data;
-    if data.label == Some(steplab_data::CifarLabel::Coarse) && data.dataset != DatasetKind::Cifar100
-    {
-        return Err(ConfigError::key(
-            "data.label",
-            "\"coarse\" is CIFAR-100's 20 superclasses (data.dataset = \"cifar100\"); CIFAR-10 \
-             has only its 10 classes",
-        )
-        .into());
-    }
     let (train, test) = match data.dataset {
         DatasetKind::Mnist | DatasetKind::FashionMnist => {
             let kind = if data.dataset == DatasetKind::Mnist {
@@ -133,7 +123,8 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
             let kind = cifar_kind(data.dataset).expect("a CIFAR dataset");
             let label = data.label.unwrap_or_default();
             let splits =
-                steplab_data::load_cifar(kind, label, &data.root, data.download, progress, cancel)?;
+                steplab_data::load_cifar(kind, label, &data.root, data.download, progress, cancel)
+                    .map_err(load_error)?;
             (splits.train, splits.test)
         }
         DatasetKind::BadRegression => {
@@ -163,6 +154,7 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
             data.samples.is_some(),
             DatasetKind::BadRegression,
         ),
+        // CIFAR-10's only label is "fine"; asking it for "coarse" is refused by its loader.
         (
             "data.label",
             data.label.is_some() && data.dataset != DatasetKind::Cifar10,
@@ -187,7 +179,6 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
         augment: data.augment,
         seed: config.run.seed,
         channels: cifar_kind(data.dataset).map(|kind| (kind.mean(), kind.std())),
-        scalar: None,
     };
     if let Some([mean, std]) = data.normalize {
         if !(mean.is_finite() && std.is_finite() && std > 0.0) {
@@ -200,8 +191,7 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
         if pipeline.channels.is_some() {
             // CIFAR: normalised per batch, after augmentation (the stored bytes stay compact),
             // instead of the per-channel statistics.
-            pipeline.channels = None;
-            pipeline.scalar = Some((mean, std));
+            pipeline.channels = Some(([mean; 3], [std; 3]));
         } else {
             train = train.normalized(mean, std);
             test = test.map(|t| t.normalized(mean, std));
@@ -265,6 +255,15 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
         input,
         pipeline,
     })
+}
+
+/// A loader's error: a [`steplab_data::DataError::InvalidConfig`] is a config error (exit 2, it
+/// names the key), every other one a data error.
+fn load_error(error: steplab_data::DataError) -> anyhow::Error {
+    match error {
+        steplab_data::DataError::InvalidConfig { .. } => ConfigError(error.to_string()).into(),
+        other => other.into(),
+    }
 }
 
 /// The CIFAR dataset a kind names, if it is one.
@@ -407,16 +406,7 @@ fn transform<T: steplab_data::Real + Default>(
     };
     if let Some((mean, std)) = pipeline.channels {
         steplab_data::normalize_channels(&mut values, shape, mean, std)
-            .expect("the statistics are constants and the rows whole images");
-    } else if let Some((mean, std)) = pipeline.scalar {
-        let channels = shape[0];
-        if channels == 3 {
-            steplab_data::normalize_channels(&mut values, shape, [mean; 3], [std; 3])
-                .expect("checked by prepare");
-        } else {
-            steplab_data::normalize_channels(&mut values, shape, [mean], [std])
-                .expect("checked by prepare");
-        }
+            .expect("checked by prepare; the rows are whole CIFAR images");
     }
     values
 }

@@ -288,7 +288,10 @@ pub fn train(
     }
     if matches!(
         config.data.dataset,
-        DatasetKind::Mnist | DatasetKind::FashionMnist
+        DatasetKind::Mnist
+            | DatasetKind::FashionMnist
+            | DatasetKind::Cifar10
+            | DatasetKind::Cifar100
     ) {
         eprintln!("loading {} ...", data::dataset_name(config.data.dataset));
     }
@@ -606,13 +609,7 @@ fn run(
 /// The model's parameter count, computed without overflow, after checking that a lower bound of
 /// what training it takes fits in this machine's memory; the error names the count and its size.
 fn check_model_size(model: &dyn Model, prepared: &data::Prepared, dtype: DType) -> Result<usize> {
-    let count = model.param_specs().iter().try_fold(0usize, |total, spec| {
-        let numel = spec
-            .shape
-            .iter()
-            .try_fold(1usize, |n, &d| n.checked_mul(d))?;
-        total.checked_add(numel)
-    });
+    let count = model.checked_num_params();
     let outputs = match prepared.task {
         Task::Classification { classes } => format!(" (the data has {classes} classes)"),
         Task::Regression { outputs } => format!(" (the data has {outputs} targets)"),
