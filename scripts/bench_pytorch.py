@@ -1,9 +1,20 @@
 #!/usr/bin/env python3
-"""PyTorch CPU baseline: training steps per second of SGD and LossGrad on an MLP.
+"""PyTorch CPU baseline: training steps per second of SGD and LossGrad on the models of
+`train bench --model`.
 
-Model: MLP 784-500-300-100-10 (ReLU, biases; 573,910 parameters), softmax cross-entropy,
-batch 100 of random inputs (uniform [0,1) "pixels", uniform labels; fixed seed). A pool of
-pre-generated batches is cycled so data generation is not timed.
+Models (--model; the same networks as crates/models, parameter counts asserted), softmax
+cross-entropy on random inputs (uniform [0,1) "pixels", uniform labels of 10 classes; fixed seed):
+  mlp            MLP 784-500-300-100-10 (ReLU, biases; 573,910 parameters), batch 100
+  resnet20       He et al.'s CIFAR ResNet-20, option-A shortcuts, BN (269,722), 3x32x32, batch 128
+  lenet5         LeNet-5 of PyTorch's CIFAR-10 tutorial, no dropout (62,006), 3x32x32, batch 32
+  cifar_convnet  LossGrad's Table 7 convnet, valid padding (189,230), 3x32x32, batch 100
+  bilstm         LossGrad's IMDb BiLSTM: frozen 25000x100 embedding, nn.LSTM(100, 256,
+                 bidirectional), final states -> Linear(512, 1), BCE with logits (733,697 trained),
+                 token ids of 400-token reviews (no padding), batch 100
+--batch overrides the batch size. A pool of pre-generated batches is cycled so data generation is
+not timed. BN layers are in training mode throughout; the LossGrad probe forward (under
+torch.no_grad) also updates BN's running statistics, which the Rust probe leaves alone: the cost
+of that update is a few per-channel vector operations.
 
 Methods (one training step each):
   sgd       torch.optim.SGD(lr=0.01): zero_grad, forward, backward, step.
@@ -45,7 +56,16 @@ import time
 
 METHODS = ("sgd", "lossgrad")
 LAYERS = (784, 500, 300, 100, 10)
-EXPECTED_PARAMS = 573_910
+# name: (parameter count, input shape of one sample, default batch size)
+MODELS = {
+    "mlp": (573_910, (784,), 100),
+    "resnet20": (269_722, (3, 32, 32), 128),
+    "lenet5": (62_006, (3, 32, 32), 32),
+    "cifar_convnet": (189_230, (3, 32, 32), 100),
+    "bilstm": (733_697, (400,), 100),
+}
+VOCAB = 25_000
+CLASSES = 10
 RATIO_EPS = 1e-25
 
 
@@ -54,7 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=200, help="timed steps per round (default 200)")
     p.add_argument("--rounds", type=int, default=5, help="timed rounds; the median is reported (default 5)")
     p.add_argument("--warmup", type=int, default=20, help="untimed steps before the rounds (default 20)")
-    p.add_argument("--batch", type=int, default=100, help="batch size (default 100)")
+    p.add_argument("--model", choices=tuple(MODELS), default="mlp", help="the network timed (default mlp)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: the model's, see above)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads(N); default: torch's own default")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
@@ -66,6 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--method", choices=METHODS, action="append", default=None,
                    help="run only this method, in this process (repeatable); default: each method in a child process")
     args = p.parse_args(argv)
+    if args.batch is None:
+        args.batch = MODELS[args.model][2]
     for name in ("steps", "rounds", "batch", "pool"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")
@@ -85,28 +108,140 @@ def peak_rss_mib() -> float:
     return maxrss / scale
 
 
-def build_model(torch):
+def build_mlp(torch):
     layers = []
     for i, (n_in, n_out) in enumerate(zip(LAYERS[:-1], LAYERS[1:])):
         layers.append(torch.nn.Linear(n_in, n_out, bias=True))
         if i < len(LAYERS) - 2:
             layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
-    n_params = sum(p.numel() for p in model.parameters())
-    assert n_params == EXPECTED_PARAMS, f"MLP has {n_params} parameters, expected {EXPECTED_PARAMS}"
+    return torch.nn.Sequential(*layers)
+
+
+def build_resnet20(torch):
+    """He et al.'s CIFAR ResNet (n = 3), as crates/models/src/vision/resnet.rs: 3x3 convs without
+    bias, each followed by BN; option-A shortcuts (strided identity, zero-padded channels)."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class ShortcutA(nn.Module):
+        def __init__(self, pad):
+            super().__init__()
+            self.pad = pad
+
+        def forward(self, x):
+            return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+
+    class Block(nn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(c_out)
+            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c_out)
+            self.shortcut = ShortcutA((c_out - c_in) // 2) if stride != 1 or c_in != c_out else nn.Identity()
+
+        def forward(self, x):
+            y = F.relu(self.bn1(self.conv1(x)))
+            y = self.bn2(self.conv2(y))
+            return F.relu(y + self.shortcut(x))
+
+    class ResNet(nn.Module):
+        def __init__(self, n=3):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+            self.bn = nn.BatchNorm2d(16)
+            blocks, c_in = [], 16
+            for stage, width in enumerate((16, 32, 64)):
+                for i in range(n):
+                    blocks.append(Block(c_in, width, 2 if stage > 0 and i == 0 else 1))
+                    c_in = width
+            self.blocks = nn.Sequential(*blocks)
+            self.fc = nn.Linear(64, CLASSES)
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.init.kaiming_normal_(m.weight)
+
+        def forward(self, x):
+            y = self.blocks(F.relu(self.bn(self.conv(x))))
+            return self.fc(y.mean(dim=(2, 3)))
+
+    return ResNet()
+
+
+def build_lenet5(torch):
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, CLASSES),
+    )
+
+
+def build_cifar_convnet(torch):
+    """LossGrad Table 7, as crates/models/src/vision/cifar_convnet.rs: pooling before the ReLU,
+    weights N(0, 0.05^2), biases 0.2."""
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(3, 30, 5), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Conv2d(30, 40, 5), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Conv2d(40, 50, 3), nn.ReLU(), nn.Flatten(),
+        nn.Linear(450, 250), nn.ReLU(), nn.Linear(250, 100), nn.ReLU(), nn.Linear(100, CLASSES),
+    )
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(m.weight, std=0.05)
+            nn.init.constant_(m.bias, 0.2)
+    return model
+
+
+def build_bilstm(torch):
+    nn = torch.nn
+
+    class Bilstm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(VOCAB, 100)
+            self.embedding.weight.requires_grad_(False)
+            self.lstm = nn.LSTM(100, 256, batch_first=True, bidirectional=True)
+            self.fc = nn.Linear(512, 1)
+
+        def forward(self, ids):
+            _, (h, _) = self.lstm(self.embedding(ids))
+            return self.fc(torch.cat([h[0], h[1]], dim=1)).squeeze(1)
+
+    return Bilstm()
+
+
+def build_model(torch, name):
+    model = {"mlp": build_mlp, "resnet20": build_resnet20, "lenet5": build_lenet5,
+             "cifar_convnet": build_cifar_convnet, "bilstm": build_bilstm}[name](torch)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    expected = MODELS[name][0]
+    assert n_params == expected, f"{name} has {n_params} parameters, expected {expected}"
+    model.train()
     return model
 
 
 def make_batches(torch, args):
     g = torch.Generator().manual_seed(args.seed + 1)
-    xs = torch.rand(args.pool, args.batch, LAYERS[0], generator=g)
-    ys = torch.randint(0, LAYERS[-1], (args.pool, args.batch), generator=g)
+    shape = MODELS[args.model][1]
+    if args.model == "bilstm":
+        xs = torch.randint(2, VOCAB, (args.pool, args.batch, *shape), generator=g)
+        ys = torch.randint(0, 2, (args.pool, args.batch), generator=g).float()
+    else:
+        xs = torch.rand(args.pool, args.batch, *shape, generator=g)
+        ys = torch.randint(0, CLASSES, (args.pool, args.batch), generator=g)
     return [(xs[i].contiguous(), ys[i].contiguous()) for i in range(args.pool)]
 
 
+def loss_function(torch, args):
+    if args.model == "bilstm":
+        return torch.nn.functional.binary_cross_entropy_with_logits
+    return torch.nn.functional.cross_entropy
+
+
 def make_sgd_step(torch, model, args):
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr)
-    loss_fn = torch.nn.functional.cross_entropy
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr)
+    loss_fn = loss_function(torch, args)
 
     def step(x, y):
         opt.zero_grad()
@@ -119,8 +254,8 @@ def make_sgd_step(torch, model, args):
 
 
 def make_lossgrad_step(torch, model, args):
-    params = [p for p in model.parameters()]
-    loss_fn = torch.nn.functional.cross_entropy
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss_fn = loss_function(torch, args)
     c = args.lossgrad_c
     state = {"h": args.lossgrad_h0, "skipped": 0, "nonfinite_f1": 0}
 
@@ -163,7 +298,7 @@ def make_lossgrad_step(torch, model, args):
 def run_method(torch, method: str, args) -> tuple[float, list[float], float, float, str]:
     """Returns (median steps/s, per-round steps/s, final loss, final step size, notes)."""
     torch.manual_seed(args.seed)
-    model = build_model(torch)
+    model = build_model(torch, args.model)
     batches = make_batches(torch, args)
     make = {"sgd": make_sgd_step, "lossgrad": make_lossgrad_step}[method]
     step, current_lr = make(torch, model, args)
@@ -229,7 +364,7 @@ def header(args) -> None:
     print(f"torch threads: {torch.get_num_threads()} "
           f"({'--threads' if args.threads is not None else 'torch default'}), "
           f"interop threads: {torch.get_num_interop_threads()}", flush=True)
-    print(f"model: MLP {'-'.join(map(str, LAYERS))} ReLU, {EXPECTED_PARAMS} parameters, "
+    print(f"model: {args.model}, {MODELS[args.model][0]} parameters, input {MODELS[args.model][1]}, "
           f"softmax cross-entropy, batch {args.batch}, random inputs (seed {args.seed})", flush=True)
     print(f"timing: {args.warmup} warm-up steps, then {args.rounds} rounds x {args.steps} steps, "
           f"median steps/s; SGD lr {args.lr}; LossGrad h0 {args.lossgrad_h0}, c {args.lossgrad_c}", flush=True)
@@ -250,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch_version,{torch.__version__}", flush=True)
     passthrough = [
         "--steps", str(args.steps), "--rounds", str(args.rounds), "--warmup", str(args.warmup),
-        "--batch", str(args.batch), "--seed", str(args.seed), "--pool", str(args.pool),
+        "--model", args.model, "--batch", str(args.batch), "--seed", str(args.seed), "--pool", str(args.pool),
         "--lr", repr(args.lr), "--lossgrad-h0", repr(args.lossgrad_h0), "--lossgrad-c", repr(args.lossgrad_c),
     ]
     if args.threads is not None:

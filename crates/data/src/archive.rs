@@ -1,6 +1,7 @@
 //! A dataset's `.tar.gz` archive, extracted safely: all of it, or nothing.
 //!
-//! CIFAR is published as one archive holding one folder (`cifar-10-batches-bin/`). It is
+//! CIFAR and IMDb are each published as one archive holding one folder (`cifar-10-batches-bin/`,
+//! `aclImdb/`). It is
 //! extracted into a hidden temporary folder beside the archive (`.<archive>.extracting-<pid>`),
 //! checked, and only then is its one folder renamed into place, so a run that fails or is
 //! cancelled part-way never leaves a half-extracted folder that a later run would take for the
@@ -37,6 +38,8 @@ pub(crate) struct Expected<'a> {
     pub folder: &'a str,
     /// Files in that folder that must be there.
     pub files: &'a [&'a str],
+    /// Folders in that folder that must be there (IMDb's `train/pos`, ...).
+    pub folders: &'a [&'a str],
     /// MD5 of the whole `.tar.gz`, lower-case hex.
     pub md5: &'a str,
     /// Top-level folders of other archives that may be mistaken for this one, each with what
@@ -73,6 +76,8 @@ pub(crate) fn extract_tar_gz(
         md5: Md5::new(),
     };
     let mut tar = tar::Archive::new(GzDecoder::new(&mut hashing));
+    // One buffer for every entry: IMDb's archive has 100 000 small files.
+    let mut buf = vec![0u8; CHUNK];
     let entries = tar.entries().map_err(|e| unreadable(archive, &e))?;
     for entry in entries {
         check_cancel(cancel, archive)?;
@@ -109,7 +114,7 @@ pub(crate) fn extract_tar_gz(
                 fs::create_dir_all(&dest).map_err(|e| DataError::io(&dest, e))?;
             }
             EntryType::Regular | EntryType::Continuous => {
-                write_entry(&mut entry, archive, &dest, cancel)?;
+                write_entry(&mut entry, archive, &dest, &mut buf, cancel)?;
             }
             other => {
                 return Err(DataError::Archive {
@@ -138,17 +143,25 @@ pub(crate) fn extract_tar_gz(
     }
 
     let extracted = temp.join(expected.folder);
-    for file in expected.files {
-        if !extracted.join(file).is_file() {
-            return Err(DataError::Archive {
-                file: archive.to_owned(),
-                problem: format!(
-                    "has no {}/{file}; it is not the {} archive, or an incomplete one: delete it \
-                     to download it again",
-                    expected.folder, expected.dataset
-                ),
-            });
-        }
+    let missing = expected
+        .files
+        .iter()
+        .find(|file| !extracted.join(file).is_file())
+        .or_else(|| {
+            expected
+                .folders
+                .iter()
+                .find(|folder| !extracted.join(folder).is_dir())
+        });
+    if let Some(missing) = missing {
+        return Err(DataError::Archive {
+            file: archive.to_owned(),
+            problem: format!(
+                "has no {}/{missing}; it is not the {} archive, or an incomplete one: delete it \
+                 to download it again",
+                expected.folder, expected.dataset
+            ),
+        });
     }
     check_cancel(cancel, archive)?;
     if let Err(e) = fs::rename(&extracted, &target) {
@@ -183,11 +196,13 @@ fn relative(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Copies one file entry to `dest`, a chunk at a time, looking at `cancel` before each chunk.
+/// Copies one file entry to `dest` through `buf`, a chunk at a time, looking at `cancel` before
+/// each chunk.
 fn write_entry(
     entry: &mut impl Read,
     archive: &Path,
     dest: &Path,
+    buf: &mut [u8],
     cancel: &AtomicBool,
 ) -> Result<(), DataError> {
     if let Some(dir) = dest.parent() {
@@ -195,10 +210,9 @@ fn write_entry(
     }
     let file = File::create(dest).map_err(|e| DataError::io(dest, e))?;
     let mut out = BufWriter::new(file);
-    let mut buf = vec![0u8; CHUNK];
     loop {
         check_cancel(cancel, archive)?;
-        let n = match entry.read(&mut buf) {
+        let n = match entry.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -335,12 +349,14 @@ mod tests {
     static GO: AtomicBool = AtomicBool::new(false);
 
     const FILES: &[&str] = &["a.bin", "b.bin"];
+    const FOLDERS: &[&str] = &["sub"];
 
     fn expected<'a>(md5: &'a str, others: &'a [(&'a str, String)]) -> Expected<'a> {
         Expected {
             dataset: "Toy",
             folder: "toy",
             files: FILES,
+            folders: FOLDERS,
             md5,
             others,
         }
@@ -352,6 +368,7 @@ mod tests {
             ("toy/a.bin", &[1u8; 3 * CHUNK + 5]),
             ("toy/b.bin", b"bee"),
             ("./toy/readme.txt", b"hello"),
+            ("toy/sub/c.bin", b"sea"),
         ])
     }
 
@@ -384,7 +401,8 @@ mod tests {
         let out = extract(dir.path(), &bytes, &md5_hex(&bytes), &GO).unwrap();
         assert_eq!(out, dir.path().join("toy"));
         assert_eq!(listing(dir.path()), ["toy", "toy.tar.gz"]);
-        assert_eq!(listing(&out), ["a.bin", "b.bin", "readme.txt"]);
+        assert_eq!(listing(&out), ["a.bin", "b.bin", "readme.txt", "sub"]);
+        assert_eq!(fs::read(out.join("sub/c.bin")).unwrap(), b"sea");
         assert_eq!(
             fs::read(out.join("a.bin")).unwrap(),
             vec![1u8; 3 * CHUNK + 5]
@@ -469,6 +487,10 @@ mod tests {
         let bytes = tar_gz(&[("toy/a.bin", b"1")]);
         let err = extract(dir.path(), &bytes, &md5_hex(&bytes), &GO).unwrap_err();
         assert!(err.to_string().contains("has no toy/b.bin"), "{err}");
+        assert_eq!(listing(dir.path()), ["toy.tar.gz"]);
+        let no_folder = tar_gz(&[("toy/a.bin", b"1"), ("toy/b.bin", b"2")]);
+        let err = extract(dir.path(), &no_folder, &md5_hex(&no_folder), &GO).unwrap_err();
+        assert!(err.to_string().contains("has no toy/sub"), "{err}");
         assert_eq!(listing(dir.path()), ["toy.tar.gz"]);
 
         let whole = toy();

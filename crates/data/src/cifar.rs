@@ -28,7 +28,7 @@ use std::sync::atomic::AtomicBool;
 use serde::{Deserialize, Serialize};
 
 use crate::archive::{self, Expected};
-use crate::download::download_verified;
+use crate::download::{DEFAULT_MAX_BYTES, download_verified};
 use crate::error::check_cancel;
 use crate::{DataError, Dataset, Features, Splits, Targets};
 
@@ -336,7 +336,14 @@ fn obtain(
             return Err(not_found(kind, root, None, false));
         }
         let urls = [kind.url().to_owned()];
-        match download_verified(&urls, &archive, source.md5, source.progress, cancel) {
+        match download_verified(
+            &urls,
+            &archive,
+            Some(source.md5),
+            DEFAULT_MAX_BYTES,
+            source.progress,
+            cancel,
+        ) {
             Ok(()) => {}
             Err(e) if e.is_interrupted() => return Err(e),
             Err(e) => return Err(not_found(kind, root, Some(e.to_string()), true)),
@@ -386,6 +393,7 @@ fn extract(
         dataset: &kind.to_string(),
         folder: kind.folder_name(),
         files: &files,
+        folders: &[],
         md5,
         others: &others,
     };

@@ -2,14 +2,20 @@
 //!
 //! Images stay bytes until a batch is gathered (MNIST's 60 000 × 784 pixels are 47 MB as `u8`,
 //! 376 MB as `f64`); CSV features are kept as `f64` so that f64 training sees exactly the numbers
-//! in the file.
+//! in the file; texts are token ids, padded to a fixed length, with each row's real length
+//! ([`Features::from_tokens`], in `tokens.rs`).
 
 use crate::DataError;
+
+mod tokens;
+
+pub use tokens::TokenShape;
 
 /// Row-major feature matrix of a dataset, stored compactly.
 ///
 /// Rows of images also know their shape ([`Features::image_shape`]), so an image model can
-/// reshape a gathered batch without being told the dataset.
+/// reshape a gathered batch without being told the dataset; rows of token ids know their padded
+/// length and vocabulary size ([`Features::token_shape`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Features {
     rows: usize,
@@ -31,6 +37,13 @@ enum Storage {
     },
     /// The values themselves.
     F64(Vec<f64>),
+    /// Token ids, `cols` per row (the real tokens, then [`crate::text::Vocabulary::PAD`]), each
+    /// below `vocab_size`, and each row's number of real tokens.
+    Tokens {
+        ids: Vec<u32>,
+        lengths: Vec<u32>,
+        vocab_size: usize,
+    },
 }
 
 impl Features {
@@ -74,9 +87,16 @@ impl Features {
     /// channel by channel and each channel row by row (PyTorch's CHW: value `(c, y, x)` at
     /// `c * height * width + y * width + x`).
     ///
-    /// Fails when `channels * height * width` is not the number of values per row.
+    /// Fails when `channels * height * width` is not the number of values per row, and for token
+    /// features (ids are not pixels).
     pub fn with_image_shape(self, shape: [usize; 3]) -> Result<Self, DataError> {
         let [c, h, w] = shape;
+        if matches!(self.storage, Storage::Tokens { .. }) {
+            return Err(DataError::Malformed {
+                file: "token features".into(),
+                problem: format!("cannot be images of {c}×{h}×{w}: they are token ids"),
+            });
+        }
         let size = c.checked_mul(h).and_then(|ch| ch.checked_mul(w));
         if size != Some(self.cols) {
             return Err(DataError::ShapeMismatch {
@@ -109,6 +129,9 @@ impl Features {
 
     /// Gathers the given rows, in order, as one row-major buffer of `rows.len() * cols` values.
     ///
+    /// Token features give their ids as numbers, padding included (exact below 2²⁴); a text
+    /// model wants [`Features::gather_tokens`].
+    ///
     /// # Panics
     /// If a row index is out of range (indices come from [`crate::epoch_order`], not from users).
     pub fn gather_f32(&self, rows: &[usize]) -> Vec<f32> {
@@ -122,10 +145,14 @@ impl Features {
                 self.gather_with(rows, data, |b| table[usize::from(b)])
             }
             Storage::F64(data) => self.gather_with(rows, data, |v| v as f32),
+            Storage::Tokens { ids, .. } => self.gather_with(rows, ids, |id| id as f32),
         }
     }
 
     /// Gathers the given rows, in order, as one row-major buffer of `rows.len() * cols` values.
+    ///
+    /// Token features give their ids as numbers, padding included; a text model wants
+    /// [`Features::gather_tokens`].
     ///
     /// # Panics
     /// If a row index is out of range (indices come from [`crate::epoch_order`], not from users).
@@ -140,6 +167,7 @@ impl Features {
                 self.gather_with(rows, data, |b| table[usize::from(b)])
             }
             Storage::F64(data) => self.gather_with(rows, data, |v| v),
+            Storage::Tokens { ids, .. } => self.gather_with(rows, ids, f64::from),
         }
     }
 
@@ -165,8 +193,13 @@ impl Features {
 
     /// Each column mapped to `(x − mean_c) / std_c` with the given per-column statistics (a
     /// column with std 0 is only centred); the values become `f64`.
+    ///
+    /// Token features are returned unchanged: ids name tokens, they are not magnitudes.
     pub fn standardized(&self, stats: &[(f64, f64)]) -> Features {
         assert_eq!(stats.len(), self.cols, "one (mean, std) per column");
+        if matches!(self.storage, Storage::Tokens { .. }) {
+            return self.clone();
+        }
         let all: Vec<usize> = (0..self.rows).collect();
         let mut values = self.gather_f64(&all);
         for (i, v) in values.iter_mut().enumerate() {
@@ -186,7 +219,8 @@ impl Features {
     }
 
     /// The same features mapped to `(x − mean) / std` (for bytes, folded into their scale and
-    /// offset, so they stay compact).
+    /// offset, so they stay compact). Token features are returned unchanged: ids name tokens,
+    /// they are not magnitudes.
     pub fn normalized(self, mean: f64, std: f64) -> Features {
         let storage = match self.storage {
             Storage::U8 {
@@ -201,6 +235,7 @@ impl Features {
             Storage::F64(data) => {
                 Storage::F64(data.into_iter().map(|v| (v - mean) / std).collect())
             }
+            tokens @ Storage::Tokens { .. } => tokens,
         };
         Features { storage, ..self }
     }
@@ -221,6 +256,15 @@ impl Features {
                 offset: *offset,
             },
             Storage::F64(data) => Storage::F64(self.gather_with(rows, data, |v| v)),
+            Storage::Tokens {
+                ids,
+                lengths,
+                vocab_size,
+            } => Storage::Tokens {
+                ids: self.gather_with(rows, ids, |id| id),
+                lengths: rows.iter().map(|&r| lengths[r]).collect(),
+                vocab_size: *vocab_size,
+            },
         };
         Features {
             rows: rows.len(),
@@ -374,6 +418,12 @@ impl Dataset {
     /// [`Features::image_shape`]).
     pub fn image_shape(&self) -> Option<[usize; 3]> {
         self.features.image_shape()
+    }
+
+    /// Padded length and vocabulary size of each sample when the inputs are token ids (see
+    /// [`Features::token_shape`]).
+    pub fn token_shape(&self) -> Option<TokenShape> {
+        self.features.token_shape()
     }
 
     /// Whether there are no samples.

@@ -3,6 +3,9 @@
 //! The bytes go to `<file>.part` beside the destination while their MD5 is computed; only when
 //! it matches the published checksum is the `.part` renamed into place. Any failure (network,
 //! disk, checksum) deletes the `.part`, so nothing half-fetched can later pass for the dataset.
+//! A file whose publisher gives no checksum (GloVe's `glove.6B.zip`) is downloaded with `None`
+//! for its MD5: it is then only as complete as the transfer says, and the caller must check it
+//! some other way (for a zip, the CRC-32 of each entry it reads).
 //!
 //! A cancellation flag (set by the binary's Ctrl-C handler) is looked at before each address is
 //! tried and between chunks of 64 KiB of the transfer: once it is set the download stops with
@@ -20,18 +23,24 @@ use md5::{Digest, Md5};
 
 use crate::DataError;
 
-/// Largest response accepted (the biggest file, Fashion-MNIST's train images, is 26 MB).
-const MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest response accepted unless a caller says otherwise: room for every file of the MNIST
+/// family (the biggest, Fashion-MNIST's train images, is 26 MB), the CIFAR archives (170 MB) and
+/// IMDb's (84 MB), and a bound on what a misbehaving server can make a run write.
+pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Downloads `dest` from the first of `urls` that yields bytes with MD5 `md5_hex`.
+/// Downloads `dest` from the first of `urls` that yields at most `max_bytes` bytes with MD5
+/// `md5_hex` (any bytes when `md5_hex` is `None`: the file has no published checksum and the
+/// caller checks it otherwise).
 ///
-/// Each address is tried in turn; a failure (connection, HTTP status, checksum) moves on to the
-/// next. Shows a progress bar of bytes on stderr when `progress` is true. Once `cancel` is set the
-/// download stops, whatever address it is at, with [`DataError::Interrupted`] and no file left.
+/// Each address is tried in turn; a failure (connection, HTTP status, size, checksum) moves on to
+/// the next. Shows a progress bar of bytes on stderr when `progress` is true. Once `cancel` is
+/// set the download stops, whatever address it is at, with [`DataError::Interrupted`] and no file
+/// left.
 pub fn download_verified(
     urls: &[String],
     dest: &Path,
-    md5_hex: &str,
+    md5_hex: Option<&str>,
+    max_bytes: u64,
     progress: bool,
     cancel: &AtomicBool,
 ) -> Result<(), DataError> {
@@ -52,7 +61,7 @@ pub fn download_verified(
         if cancel.load(Ordering::Relaxed) {
             return Err(interrupted(url, dest));
         }
-        match fetch_one(&agent, url, dest, md5_hex, progress, cancel) {
+        match fetch_one(&agent, url, dest, md5_hex, max_bytes, progress, cancel) {
             Ok(()) => return Ok(()),
             Err(e) if e.is_interrupted() => return Err(e),
             Err(e) => tried.push(format!("  {url}: {e}")),
@@ -65,7 +74,8 @@ fn fetch_one(
     agent: &ureq::Agent,
     url: &str,
     dest: &Path,
-    md5_hex: &str,
+    md5_hex: Option<&str>,
+    max_bytes: u64,
     progress: bool,
     cancel: &AtomicBool,
 ) -> Result<(), DataError> {
@@ -75,7 +85,7 @@ fn fetch_one(
     })?;
     let body = response.into_body();
     let len = body.content_length();
-    let reader = body.into_with_config().limit(MAX_BYTES).reader();
+    let reader = body.into_with_config().limit(max_bytes).reader();
     if !progress {
         return fetch_verified(reader, url, dest, md5_hex, cancel);
     }
@@ -95,8 +105,8 @@ fn fetch_one(
     result
 }
 
-/// Writes everything `reader` yields to `<dest>.part`, checks its MD5 against `md5_hex`, then
-/// renames it to `dest`. `url` is where the bytes come from, for messages.
+/// Writes everything `reader` yields to `<dest>.part`, checks its MD5 against `md5_hex` (unless
+/// `None`), then renames it to `dest`. `url` is where the bytes come from, for messages.
 ///
 /// On any failure the `.part` is deleted and `dest` is left as it was. A read error is a
 /// [`DataError::Transfer`], a write error a [`DataError::Io`] and a wrong checksum a
@@ -106,7 +116,7 @@ pub fn fetch_verified(
     reader: impl Read,
     url: &str,
     dest: &Path,
-    md5_hex: &str,
+    md5_hex: Option<&str>,
     cancel: &AtomicBool,
 ) -> Result<(), DataError> {
     let part = part_path(dest);
@@ -142,7 +152,9 @@ pub fn fetch_verified(
     drop(file);
 
     let got = hex(&hasher.finalize());
-    if !got.eq_ignore_ascii_case(md5_hex) {
+    if let Some(md5_hex) = md5_hex
+        && !got.eq_ignore_ascii_case(md5_hex)
+    {
         return Err(DataError::ChecksumMismatch {
             file: format!("{} (downloaded)", dest.display()),
             algorithm: "MD5",
@@ -197,7 +209,7 @@ impl Drop for RemoveOnDrop {
 mod tests {
     use super::*;
 
-    const HELLO_MD5: &str = "5d41402abc4b2a76b9719d911017c592"; // md5("hello")
+    const HELLO_MD5: Option<&str> = Some("5d41402abc4b2a76b9719d911017c592"); // md5("hello")
     const URL: &str = "https://example.org/hello.gz";
     /// A cancellation flag that is never set.
     static GO: AtomicBool = AtomicBool::new(false);
@@ -269,6 +281,23 @@ mod tests {
     }
 
     #[test]
+    fn without_a_published_checksum_any_complete_transfer_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("glove.zip");
+        fetch_verified(&b"whatever"[..], URL, &dest, None, &GO).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"whatever");
+        assert!(!part_path(&dest).exists());
+        let err = fetch_verified(Broken(100_000), URL, &dest, None, &GO).unwrap_err();
+        assert!(matches!(err, DataError::Transfer { .. }), "{err}");
+        assert_eq!(
+            fs::read(&dest).unwrap(),
+            b"whatever",
+            "the old file is kept"
+        );
+        assert!(!part_path(&dest).exists());
+    }
+
+    #[test]
     fn a_broken_transfer_leaves_neither_the_file_nor_the_part() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("hello.gz");
@@ -329,7 +358,8 @@ mod tests {
             "http://127.0.0.1:9/b.gz".to_owned(),
         ];
         let other = dir.path().join("a.gz");
-        let err = download_verified(&urls, &other, HELLO_MD5, false, &cancel).unwrap_err();
+        let err = download_verified(&urls, &other, HELLO_MD5, DEFAULT_MAX_BYTES, false, &cancel)
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(

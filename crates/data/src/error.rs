@@ -131,7 +131,9 @@ pub enum DataError {
     /// A `.tar.gz` archive cannot be extracted, or not safely: its gzip or tar stream is corrupt or
     /// cut short, an entry would land outside the folder it is extracted into (an absolute path,
     /// `..`), an entry is neither a plain file nor a folder, or a file the dataset needs is not
-    /// in it. Nothing of it is left extracted.
+    /// in it. Nothing of it is left extracted. Or a `.zip` read in place (GloVe's) cannot be
+    /// read: no central directory (cut short), no entry of the needed name, or an entry whose
+    /// bytes do not inflate or do not match their CRC-32.
     #[error("{}: {problem}", file.display())]
     Archive {
         /// The archive.

@@ -23,7 +23,7 @@ use std::sync::atomic::AtomicBool;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::download::{download_verified, hex};
+use crate::download::{DEFAULT_MAX_BYTES, download_verified, hex};
 use crate::error::check_cancel;
 use crate::idx::{self, Images};
 use crate::{DataError, Dataset, Features, Splits, Targets};
@@ -241,7 +241,14 @@ fn obtain(
         .map(|base| format!("{base}{}", spec.name))
         .collect();
     let download_error = if download {
-        match download_verified(&urls, &dest, spec.md5_gz, progress, cancel) {
+        match download_verified(
+            &urls,
+            &dest,
+            Some(spec.md5_gz),
+            DEFAULT_MAX_BYTES,
+            progress,
+            cancel,
+        ) {
             Ok(()) => return Ok(dest),
             Err(e) if e.is_interrupted() => return Err(e),
             Err(e) => Some(e.to_string()),

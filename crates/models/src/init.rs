@@ -1,6 +1,8 @@
 //! Parameter initialisation on the host, from a seeded generator, so that a seed gives the same
 //! initial weights on every backend and precision.
 
+use std::sync::Arc;
+
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -9,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{ParamSpec, StateSpec};
 
 /// How one parameter tensor starts.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Init {
     /// Every element `value`.
     Constant(f64),
@@ -23,6 +25,30 @@ pub enum Init {
         /// Half-width of the interval.
         bound: f64,
     },
+    /// Rows of a table given by the data (GloVe vectors of a vocabulary), rows without a
+    /// vector drawn N(0, `missing_std`²) (zeros when it is 0).
+    Pretrained(Arc<PretrainedTable>),
+}
+
+/// A `[rows, dim]` table of given values (an embedding initialised from GloVe), some rows
+/// missing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PretrainedTable {
+    /// Values per row.
+    pub dim: usize,
+    /// Row-major values, `rows × dim`; the values of missing rows are ignored.
+    pub values: Vec<f32>,
+    /// Per row: whether it has a given vector.
+    pub found: Vec<bool>,
+    /// Standard deviation of the normal draws for missing rows (0: zeros).
+    pub missing_std: f64,
+}
+
+impl PretrainedTable {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.found.len()
+    }
 }
 
 impl Init {
@@ -71,27 +97,58 @@ pub fn init_params(
 ) -> Vec<Tensor<1>> {
     specs
         .iter()
-        .map(|spec| draw(spec.init, spec.numel(), seed, spec.stream, device, dtype))
+        .map(|spec| draw(&spec.init, spec.numel(), seed, spec.stream, device, dtype))
         .collect()
 }
 
-/// The initial model state for `specs` (deterministic inits only: running statistics start at
-/// constants), as `dtype` tensors on `device`.
-pub fn init_state(specs: &[StateSpec], device: &Device, dtype: DType) -> Vec<Tensor<1>> {
+/// The initial model state for `specs`, as `dtype` tensors on `device`: running statistics
+/// start at constants; a frozen embedding's missing rows draw from the stream of the tensor's
+/// name ([`name_stream`](crate::name_stream)) of `seed`.
+pub fn init_state(specs: &[StateSpec], seed: u64, device: &Device, dtype: DType) -> Vec<Tensor<1>> {
     specs
         .iter()
-        .map(|spec| draw(spec.init, spec.numel(), 0, 0, device, dtype))
+        .map(|spec| {
+            let stream = crate::name_stream(&spec.name);
+            draw(&spec.init, spec.numel(), seed, stream, device, dtype)
+        })
         .collect()
 }
 
 /// `n` values drawn as `init` says from stream `stream` of `seed`.
-fn draw(init: Init, n: usize, seed: u64, stream: u64, device: &Device, dtype: DType) -> Tensor<1> {
+///
+/// # Panics
+/// If a [`Init::Pretrained`] table does not hold `n` values (the model built its spec from it).
+fn draw(init: &Init, n: usize, seed: u64, stream: u64, device: &Device, dtype: DType) -> Tensor<1> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(stream);
     let values: Vec<f64> = match init {
-        Init::Constant(v) => vec![v; n],
-        Init::Uniform { bound } => (0..n).map(|_| rng.random_range(-bound..=bound)).collect(),
+        Init::Constant(v) => vec![*v; n],
+        Init::Uniform { bound } => {
+            let bound = *bound;
+            (0..n).map(|_| rng.random_range(-bound..=bound)).collect()
+        }
         Init::Normal { std } => (0..n).map(|_| std * standard_normal(&mut rng)).collect(),
+        Init::Pretrained(table) => {
+            assert_eq!(
+                table.rows() * table.dim,
+                n,
+                "pretrained table fits its tensor"
+            );
+            let mut values = Vec::with_capacity(n);
+            for (row, &found) in table.found.iter().enumerate() {
+                if found {
+                    let given = &table.values[row * table.dim..(row + 1) * table.dim];
+                    values.extend(given.iter().map(|&v| f64::from(v)));
+                } else if table.missing_std > 0.0 {
+                    values.extend(
+                        (0..table.dim).map(|_| table.missing_std * standard_normal(&mut rng)),
+                    );
+                } else {
+                    values.extend(std::iter::repeat_n(0.0, table.dim));
+                }
+            }
+            values
+        }
     };
     Tensor::from_data(TensorData::new(values, [n]), (device, dtype))
 }
@@ -120,7 +177,7 @@ mod tests {
     fn a_tensor_keyed_by_name_keeps_its_values_when_layers_are_added_before_it() {
         let d = test_device();
         let normal = Init::Normal { std: 1.0 };
-        let late = ParamSpec::named("head.weight", vec![50], normal);
+        let late = ParamSpec::named("head.weight", vec![50], normal.clone());
         let alone = init_params(std::slice::from_ref(&late), 5, &d, DType::F64);
         let with_more = init_params(
             &[ParamSpec::named("stem.weight", vec![30], normal), late],
@@ -147,7 +204,7 @@ mod tests {
                 init: Init::Constant(1.0),
             },
         ];
-        let state = init_state(&specs, &d, DType::F32);
+        let state = init_state(&specs, 0, &d, DType::F32);
         assert_eq!(values(&state[0]), vec![0.0; 4]);
         assert_eq!(values(&state[1]), vec![1.0; 4]);
     }
@@ -175,6 +232,38 @@ mod tests {
             a[1].to_data().try_into_vec_as::<f64>().unwrap(),
             vec![0.2; 3]
         );
+    }
+
+    #[test]
+    fn a_pretrained_table_keeps_its_rows_and_draws_the_missing_ones() {
+        let d = test_device();
+        let table = |missing_std| {
+            Init::Pretrained(Arc::new(PretrainedTable {
+                dim: 2,
+                values: vec![0.5, -1.25, 9.0, 9.0, 3.0, 0.125],
+                found: vec![true, false, true],
+                missing_std,
+            }))
+        };
+        let zeros = values(&init_params(&[spec(table(0.0), 6)], 1, &d, DType::F64)[0]);
+        assert_eq!(zeros, vec![0.5, -1.25, 0.0, 0.0, 3.0, 0.125]);
+        let drawn = values(&init_params(&[spec(table(0.1), 6)], 1, &d, DType::F64)[0]);
+        assert_eq!(
+            (drawn[0], drawn[1], drawn[4], drawn[5]),
+            (0.5, -1.25, 3.0, 0.125)
+        );
+        assert!(drawn[2] != 0.0 && drawn[2] != 9.0 && drawn[2].abs() < 1.0);
+        // As state (a frozen table), the draws are seeded too.
+        let state = |seed| {
+            let s = StateSpec {
+                name: "embedding.weight".into(),
+                shape: vec![3, 2],
+                init: table(0.1),
+            };
+            values(&init_state(&[s], seed, &d, DType::F64)[0])
+        };
+        assert_eq!(state(3), state(3));
+        assert_ne!(state(3), state(4));
     }
 
     #[test]

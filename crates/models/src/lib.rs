@@ -25,9 +25,10 @@ mod loss;
 mod mlp;
 mod model;
 mod noise;
+mod text;
 mod vision;
 
-pub use init::{Init, InitScheme, init_params, init_state};
+pub use init::{Init, InitScheme, PretrainedTable, init_params, init_state};
 pub use loss::{Loss, Reduction, Target};
 pub use mlp::{
     Activation, AutoencoderConfig, BadRegressionConfig, LinearConfig, Mlp, MlpConfig, sigmoid,
@@ -36,6 +37,7 @@ pub use model::{
     Cx, Forward, Input, InputShape, Mode, Model, ParamSpec, Prediction, StateSpec, name_stream,
 };
 pub use noise::StepNoise;
+pub use text::{Bilstm, BilstmConfig, EmbeddingSource};
 pub use vision::{
     CifarConvnet, CifarConvnetConfig, CifarResnet, Lenet5, Lenet5Config, Resnet18, Resnet18Config,
     ResnetConfig, ResnetPresetConfig, WideResnet, WrnConfig,
@@ -103,6 +105,9 @@ pub enum ModelConfig {
     /// `kind = "wrn"`: Zagoruyko & Komodakis's pre-activation wide ResNet (WRN-16-4 by default).
     #[serde(rename = "wrn")]
     Wrn(WrnConfig),
+    /// `kind = "bilstm"`: LossGrad's IMDb BiLSTM over a GloVe embedding (733,697 trained
+    /// parameters besides the embedding).
+    Bilstm(BilstmConfig),
 }
 
 impl ModelConfig {
@@ -121,6 +126,16 @@ impl ModelConfig {
             Self::CifarConvnet(_) => "cifar_convnet",
             Self::Resnet18(_) => "resnet18",
             Self::Wrn(_) => "wrn",
+            Self::Bilstm(_) => "bilstm",
+        }
+    }
+
+    /// The GloVe width this model's embedding starts from, if it starts from GloVe (the
+    /// trainer then loads the vectors of the dataset's vocabulary for [`Self::build_with`]).
+    pub fn glove_dim(&self) -> Option<usize> {
+        match self {
+            Self::Bilstm(c) if c.embedding == EmbeddingSource::Glove => Some(c.embedding_dim),
+            _ => None,
         }
     }
 
@@ -130,13 +145,34 @@ impl ModelConfig {
     }
 
     /// Builds the model for samples of shape `input` (a feature count converts) and the task.
-    /// Image models need [`InputShape::Image`]; the fully connected ones flatten images.
+    /// Image models need [`InputShape::Image`]; the fully connected ones flatten images; only
+    /// `bilstm` reads [`InputShape::Tokens`].
     pub fn build(
         &self,
         input: impl Into<InputShape>,
         task: Task,
     ) -> Result<Box<dyn Model>, ModelError> {
+        self.build_with(input, task, None)
+    }
+
+    /// [`Self::build`] with the starting rows of an embedding (GloVe vectors of the dataset's
+    /// vocabulary, for a model whose [`Self::glove_dim`] is set).
+    pub fn build_with(
+        &self,
+        input: impl Into<InputShape>,
+        task: Task,
+        pretrained: Option<&PretrainedTable>,
+    ) -> Result<Box<dyn Model>, ModelError> {
         let shape = input.into();
+        if let Self::Bilstm(c) = self {
+            return Ok(Box::new(c.build(shape, task, pretrained)?));
+        }
+        if matches!(shape, InputShape::Tokens { .. }) {
+            return Err(ModelError::Invalid(format!(
+                "model.kind: {} cannot read token sequences; the text model is kind = \"bilstm\"",
+                self.kind()
+            )));
+        }
         let inputs = shape.numel();
         if inputs == 0 {
             return Err(ModelError::Invalid(
@@ -162,6 +198,7 @@ impl ModelConfig {
             Self::CifarConvnet(c) => Box::new(c.build(shape, task)?),
             Self::Resnet18(c) => Box::new(c.build(shape, task)?),
             Self::Wrn(c) => Box::new(c.build(shape, task)?),
+            Self::Bilstm(_) => unreachable!("built above"),
         })
     }
 }

@@ -22,6 +22,9 @@ pub enum Loss {
     CrossEntropy,
     /// Squared error with the given reduction.
     SquaredError(Reduction),
+    /// Binary cross-entropy of one logit per sample against class 1 of a two-class one-hot
+    /// target (PyTorch's `BCEWithLogitsLoss`), averaged over the batch.
+    BinaryCrossEntropy,
 }
 
 /// A batch's targets as tensors.
@@ -53,6 +56,16 @@ impl Loss {
                     .sum()
                     .mul_scalar(-1.0 / batch)
             }
+            Self::BinaryCrossEntropy => {
+                // max(z, 0) − z·y + log(1 + e^−|z|): finite for every logit.
+                let y = target.narrow(1, 1, 1);
+                let z = output;
+                z.clone()
+                    .clamp_min(0.0)
+                    .sub(z.clone().mul(y))
+                    .add(z.abs().neg().exp().log1p())
+                    .mean()
+            }
             Self::SquaredError(Reduction::Mean) => output.sub(target).square().mean(),
             Self::SquaredError(Reduction::Sum) => output.sub(target).square().sum(),
         }
@@ -71,6 +84,17 @@ mod tests {
 
     fn scalar(t: Tensor<1>) -> f64 {
         t.into_data().try_into_vec_as::<f64>().unwrap()[0]
+    }
+
+    #[test]
+    fn binary_cross_entropy_matches_the_formula_at_extreme_logits() {
+        let logits = t2(vec![2.0, -0.5, 800.0, -800.0], [4, 1]);
+        let onehot = t2(vec![0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0], [4, 2]);
+        let got = scalar(Loss::BinaryCrossEntropy.compute(logits, &Target::OneHot(onehot)));
+        let sp = |x: f64| (1.0 + x.exp()).ln();
+        // y = 1: softplus(−z); y = 0: softplus(z); the ±800 terms are exactly 0.
+        let want = (sp(-2.0) + sp(-0.5) + 0.0 + 0.0) / 4.0;
+        assert!((got - want).abs() < 1e-15, "{got} vs {want}");
     }
 
     #[test]

@@ -509,7 +509,7 @@ mod tests {
         .build(784, Task::Classification { classes: 10 })
         .unwrap();
         assert_eq!(model.num_params(), 266_610);
-        let inits: Vec<Init> = model.param_specs().iter().map(|s| s.init).collect();
+        let inits: Vec<Init> = model.param_specs().iter().map(|s| s.init.clone()).collect();
         let bound = (6.0 / (784.0 + 300.0_f64)).sqrt();
         assert_eq!(inits[0], Init::Uniform { bound });
         assert_eq!(inits[4], Init::Constant(0.0));

@@ -11,7 +11,7 @@
 //! trainer after the step), `Probe` uses batch statistics, returns no state and sees the step's
 //! own random draws ([`StepNoise`]), `Eval` uses running statistics and no dropout.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
 use crate::{Init, Loss, StepNoise, Target};
 
@@ -104,29 +104,48 @@ pub enum InputShape {
     Features(usize),
     /// An image `[channels, height, width]`.
     Image([usize; 3]),
+    /// A sequence of at most `max_len` token ids below `vocab_size`, with its real length.
+    Tokens {
+        /// Longest sequence (a batch may be shorter: trimmed to its longest sample).
+        max_len: usize,
+        /// Number of token ids (the embedding's rows).
+        vocab_size: usize,
+    },
 }
 
 impl InputShape {
-    /// Scalars per sample.
+    /// Scalars per sample (token ids count one each).
     pub fn numel(&self) -> usize {
         match self {
             Self::Features(n) => *n,
             Self::Image([c, h, w]) => c * h * w,
+            Self::Tokens { max_len, .. } => *max_len,
         }
     }
 }
 
 /// A batch of inputs.
+// One `Input` per batch: the token variant's second tensor handle is not worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Input {
     /// Feature rows `[batch, features]`.
     Features(Tensor<2>),
     /// Images `[batch, channels, height, width]`.
     Images(Tensor<4>),
+    /// Token ids `[batch, steps]` (padded after each sample's real tokens) and the mask
+    /// `[batch, steps]`: 1 at real tokens, 0 at padding.
+    Tokens {
+        /// The ids.
+        ids: Tensor<2, Int>,
+        /// 1 where a token is real, 0 at padding, in the batch's float dtype.
+        mask: Tensor<2>,
+    },
 }
 
 impl Input {
-    /// The batch as rows `[batch, features]` (images flattened in C, H, W order).
+    /// The batch as rows `[batch, features]` (images flattened in C, H, W order; token ids
+    /// as floats, which only a model built for tokens is given).
     pub fn rows(&self) -> Tensor<2> {
         match self {
             Self::Features(x) => x.clone(),
@@ -134,6 +153,7 @@ impl Input {
                 let [b, c, h, w] = x.dims();
                 x.clone().reshape([b, c * h * w])
             }
+            Self::Tokens { ids, mask } => ids.clone().float().cast(mask.dtype()),
         }
     }
 
@@ -141,7 +161,15 @@ impl Input {
     pub fn images(&self) -> Option<Tensor<4>> {
         match self {
             Self::Images(x) => Some(x.clone()),
-            Self::Features(_) => None,
+            Self::Features(_) | Self::Tokens { .. } => None,
+        }
+    }
+
+    /// The token ids and mask, for models that need them.
+    pub fn tokens(&self) -> Option<(Tensor<2, Int>, Tensor<2>)> {
+        match self {
+            Self::Tokens { ids, mask } => Some((ids.clone(), mask.clone())),
+            Self::Features(_) | Self::Images(_) => None,
         }
     }
 
@@ -150,6 +178,7 @@ impl Input {
         match self {
             Self::Features(x) => x.dims()[0],
             Self::Images(x) => x.dims()[0],
+            Self::Tokens { mask, .. } => mask.dims()[0],
         }
     }
 

@@ -1,4 +1,5 @@
-//! Learning-rate schedules stepped once per epoch: the `[schedule]` section of a config.
+//! Learning-rate schedules, stepped once per epoch (or, for `multistep` with `milestone_steps`,
+//! by global step): the `[schedule]` section of a config.
 //!
 //! A schedule scales the base learning rate (`optimizer.lr`) of a method that has one (SGD,
 //! Adam, RMSProp, ...; see [`StepSizeOptimizer::base_lr`](crate::StepSizeOptimizer::base_lr)).
@@ -15,7 +16,10 @@
 //! cosine       min_lr + (lr − min_lr)·(1 + cos(π·e/E))/2
 //! ```
 //!
-//! with E = `training.epochs`. Consequences of stepping first: a trapezoid starting at 0 still
+//! with E = `training.epochs`. `multistep` with `milestone_steps` instead counts global steps,
+//! as TensorFlow's `global_step`-driven policies do (the L4 paper's "default policy", ALGORITHMS.md
+//! §4): step s (from 1) trains at lr·γ^#{m ∈ milestone_steps : m < s}, so a milestone m is the
+//! number of steps taken at the earlier rate (TF's `global_step < m`). Consequences of stepping first: a trapezoid starting at 0 still
 //! trains in epoch 1 (at lr/w), LossGrad Table 3's "StepLR ×0.5 at epoch 20" is `step` with
 //! `step_size = 20`, `gamma = 0.5` (epoch 20 is the first at half the rate), and the trapezoid
 //! and cosine reach 0 (`min_lr`) in the last epoch. The trapezoid's decreasing side is not
@@ -49,6 +53,12 @@ pub struct MultiStepSchedule {
     /// Epochs at whose start the rate is multiplied by γ; default 50 % and 75 % of training.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub milestones: Option<Vec<usize>>,
+    /// Global step counts after which the rate is multiplied by γ (instead of `milestones`):
+    /// the step after the m-th is the first at the lower rate. Milestones past the end of a
+    /// run are allowed (a shortened run of a step-based policy, as L4's Fig. 4 stops at epoch
+    /// 150 before the policy's last change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milestone_steps: Option<Vec<u64>>,
     /// Factor γ (default 0.1).
     #[serde(default = "default_tenth")]
     pub gamma: f64,
@@ -138,6 +148,21 @@ impl ScheduleConfig {
         match self {
             Self::Multistep(s) => {
                 check_factor("schedule.gamma", s.gamma)?;
+                if let Some(m) = &s.milestone_steps {
+                    if s.milestones.is_some() {
+                        return Err(OptimError::invalid(
+                            "schedule.milestone_steps",
+                            "set milestones (epochs) or milestone_steps (global steps), not both"
+                                .into(),
+                        ));
+                    }
+                    if m.contains(&0) || m.windows(2).any(|w| w[0] >= w[1]) {
+                        return Err(OptimError::invalid(
+                            "schedule.milestone_steps",
+                            format!("must be increasing step counts from 1, got {m:?}"),
+                        ));
+                    }
+                }
                 if let Some(m) = &s.milestones {
                     if m.contains(&0) || m.windows(2).any(|w| w[0] >= w[1]) {
                         return Err(OptimError::invalid(
@@ -206,12 +231,29 @@ impl ScheduleConfig {
         }
     }
 
-    /// The learning rate of epoch `epoch` (from 1) of `epochs`, for base (peak) rate `lr`.
-    pub fn lr_at(&self, lr: f64, epoch: usize, epochs: usize) -> f64 {
+    /// Whether the rate changes by global step (`multistep` with `milestone_steps`), so the
+    /// trainer must ask [`lr_at`](Self::lr_at) before every step, not only at epoch starts.
+    pub fn is_per_step(&self) -> bool {
+        matches!(
+            self,
+            Self::Multistep(MultiStepSchedule {
+                milestone_steps: Some(_),
+                ..
+            })
+        )
+    }
+
+    /// The learning rate for base (peak) rate `lr` in epoch `epoch` (from 1) of `epochs`, for
+    /// the step after `steps_done` steps (used only by step-based schedules).
+    pub fn lr_at(&self, lr: f64, epoch: usize, epochs: usize, steps_done: u64) -> f64 {
         let e = epoch as f64;
         let total = epochs as f64;
         match self {
             Self::Multistep(s) => {
+                if let Some(m) = &s.milestone_steps {
+                    let count = m.iter().filter(|&&m| m <= steps_done).count();
+                    return lr * s.gamma.powi(count as i32);
+                }
                 let count = match &s.milestones {
                     Some(m) => m.iter().filter(|&&m| m <= epoch).count(),
                     None => [epochs / 2, epochs * 3 / 4]
@@ -250,7 +292,29 @@ mod tests {
     }
 
     fn rates(s: &ScheduleConfig, lr: f64, epochs: usize) -> Vec<f64> {
-        (1..=epochs).map(|e| s.lr_at(lr, e, epochs)).collect()
+        (1..=epochs).map(|e| s.lr_at(lr, e, epochs, 0)).collect()
+    }
+
+    #[test]
+    fn milestone_steps_follow_the_global_step_as_tensorflow_does() {
+        // The L4 default policy: 0.1, 0.01 from global step 40k, 0.001 from 60k, 1e-4 from 80k
+        // (TF's global_step counts steps already taken).
+        let s = parse("kind = \"multistep\"\nmilestone_steps = [40000, 60000, 80000]");
+        assert!(s.is_per_step());
+        assert!(
+            s.validate(150, 0.1).is_ok(),
+            "milestones past the end are allowed"
+        );
+        let at = |done| s.lr_at(0.1, 1, 150, done);
+        assert_eq!(at(0), 0.1);
+        assert_eq!(at(39_999), 0.1);
+        assert_eq!(at(40_000), 0.1 * 0.1);
+        assert_eq!(at(59_999), 0.1 * 0.1);
+        assert_eq!(at(60_000), 0.1 * 0.1 * 0.1);
+        assert_eq!(at(80_000), 0.1 * 0.1 * 0.1 * 0.1);
+        assert_eq!(at(10_000_000), at(80_000));
+        assert!(!parse("kind = \"multistep\"").is_per_step());
+        assert!(!parse("kind = \"step\"\nstep_size = 2").is_per_step());
     }
 
     #[test]
@@ -323,6 +387,18 @@ mod tests {
             (
                 "kind = \"multistep\"\nmilestones = [10, 31]",
                 "schedule.milestones",
+            ),
+            (
+                "kind = \"multistep\"\nmilestone_steps = [10, 10]",
+                "schedule.milestone_steps",
+            ),
+            (
+                "kind = \"multistep\"\nmilestone_steps = [0]",
+                "schedule.milestone_steps",
+            ),
+            (
+                "kind = \"multistep\"\nmilestones = [5]\nmilestone_steps = [10]",
+                "schedule.milestone_steps",
             ),
         ];
         for (text, key) in cases {

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use steplab_models::{
@@ -42,12 +42,13 @@ pub struct BenchArgs {
     /// `--optimizers list`, or `all`).
     #[arg(long, value_delimiter = ',', default_values_t = vec!["sgd".to_string(), "lossgrad".to_string()])]
     pub optimizers: Vec<String>,
-    /// Also run `scripts/bench_pytorch.sh` (creates a venv with CPU PyTorch on first use; MLP
-    /// only so far).
+    /// Also run `scripts/bench_pytorch.sh` on the same model (creates a venv with CPU PyTorch on
+    /// first use).
     #[arg(long)]
     pub pytorch: bool,
     /// The model timed: `mlp` (LossGrad's MNIST MLP, batch 100), `resnet20` (batch 128),
-    /// `lenet5` (batch 32), `cifar_convnet` (batch 100); the convnets on random 3×32×32 images.
+    /// `lenet5` (batch 32), `cifar_convnet` (batch 100), `bilstm` (batch 100 of 400-token
+    /// reviews); the convnets on random 3×32×32 images.
     #[arg(long, default_value = "mlp")]
     pub model: String,
     /// Internal: measure one backend/optimizer pair in this process and print one CSV line.
@@ -284,17 +285,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     let mut torch = Vec::new();
-    if args.pytorch && model.name != "mlp" {
-        eprintln!(
-            "note: scripts/bench_pytorch.sh times the MLP only; no PyTorch figures for {}",
-            model.name
-        );
-    } else if args.pytorch {
+    if args.pytorch {
         eprintln!("measuring PyTorch (scripts/bench_pytorch.sh) ...");
         let per_round = args.steps.div_ceil(args.rounds.max(1)).max(1);
         let out = Command::new("bash")
             .args([
                 "scripts/bench_pytorch.sh",
+                "--model",
+                model.name,
                 "--steps",
                 &per_round.to_string(),
                 "--rounds",
@@ -325,6 +323,8 @@ pub struct BenchModel {
     shape: InputShape,
     /// Batch size.
     batch: usize,
+    /// Number of classes of the random labels.
+    classes: usize,
     /// What the table's title says.
     title: &'static str,
 }
@@ -335,6 +335,7 @@ const BENCH_MODELS: &[BenchModel] = &[
         toml: "kind = \"mlp\"\nhidden = [500, 300, 100]",
         shape: InputShape::Features(784),
         batch: 100,
+        classes: 10,
         title: "MNIST MLP 784-500-300-100-10, batch 100",
     },
     BenchModel {
@@ -342,6 +343,7 @@ const BENCH_MODELS: &[BenchModel] = &[
         toml: "kind = \"resnet20\"",
         shape: InputShape::Image([3, 32, 32]),
         batch: 128,
+        classes: 10,
         title: "ResNet-20 (option A, BN) on 3x32x32, batch 128",
     },
     BenchModel {
@@ -349,6 +351,7 @@ const BENCH_MODELS: &[BenchModel] = &[
         toml: "kind = \"lenet5\"",
         shape: InputShape::Image([3, 32, 32]),
         batch: 32,
+        classes: 10,
         title: "LeNet-5 on 3x32x32, batch 32",
     },
     BenchModel {
@@ -356,9 +359,24 @@ const BENCH_MODELS: &[BenchModel] = &[
         toml: "kind = \"cifar_convnet\"",
         shape: InputShape::Image([3, 32, 32]),
         batch: 100,
+        classes: 10,
         title: "LossGrad's CIFAR convnet on 3x32x32, batch 100",
     },
+    BenchModel {
+        name: "bilstm",
+        toml: "kind = \"bilstm\"\nembedding = \"random\"",
+        shape: InputShape::Tokens {
+            max_len: BILSTM_STEPS,
+            vocab_size: 25_000,
+        },
+        batch: 100,
+        classes: 2,
+        title: "LossGrad's IMDb BiLSTM (frozen 25000x100 embedding), 400-token reviews, batch 100",
+    },
 ];
+
+/// Tokens per review in the BiLSTM benchmark: every review has IMDb's `max_len` of 400.
+const BILSTM_STEPS: usize = 400;
 
 fn bench_model(name: &str) -> Result<BenchModel> {
     BENCH_MODELS
@@ -435,10 +453,10 @@ fn print_table(model: BenchModel, figures: &[Figure], torch: &[(String, f64, f64
             _ => ("-".into(), "-".into(), ""),
         };
         println!(
-            "{:<8} {:<11} {:>8.1} {:>9.0} {:>8} {:<8} {:>9} {:>8}  {}",
+            "{:<8} {:<11} {:>8} {:>9.0} {:>8} {:<8} {:>9} {:>8}  {}",
             f.backend,
             f.method,
-            f.steps_per_s,
+            rate(f.steps_per_s),
             f.peak_mib,
             vs_torch,
             f.base.as_deref().unwrap_or("-"),
@@ -452,9 +470,23 @@ fn print_table(model: BenchModel, figures: &[Figure], torch: &[(String, f64, f64
             .map(|t| format!("{:.2}", sps / t))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<8} {:<11} {:>8.1} {:>9.0} {:>8}",
-            "torch", method, sps, mib, vs
+            "{:<8} {:<11} {:>8} {:>9.0} {:>8}",
+            "torch",
+            method,
+            rate(*sps),
+            mib,
+            vs
         );
+    }
+}
+
+/// Steps/s to about three significant digits (a BiLSTM step takes seconds), one decimal from
+/// 100 up.
+fn rate(steps_per_s: f64) -> String {
+    match steps_per_s {
+        r if r < 1.0 => format!("{r:.3}"),
+        r if r < 10.0 => format!("{r:.2}"),
+        r => format!("{r:.1}"),
     }
 }
 
@@ -472,28 +504,42 @@ fn backend_kind(name: &str) -> Result<BackendKind> {
     })
 }
 
-/// Random batches of the model's input shape (inputs in [0, 1), one-hot labels of 10 classes).
+/// Random batches of the model's input shape (inputs in [0, 1), or token ids of whole-length
+/// reviews; one-hot labels).
 fn random_batches(compute: &Compute, bench: BenchModel, count: usize) -> Vec<Batch> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let n = bench.batch;
+    let (n, k) = (bench.batch, bench.classes);
     let size = bench.shape.numel();
     (0..count)
         .map(|_| {
-            let inputs: Vec<f32> = (0..n * size).map(|_| rng.random()).collect();
-            let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..10)).collect();
-            let mut one_hot = vec![0.0f32; n * 10];
+            let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..k as u32)).collect();
+            let mut one_hot = vec![0.0f32; n * k];
             for (i, l) in labels.iter().enumerate() {
-                one_hot[i * 10 + *l as usize] = 1.0;
+                one_hot[i * k + *l as usize] = 1.0;
             }
             let opts = (&compute.device, compute.dtype);
-            let rows: Tensor<2> = Tensor::from_data(TensorData::new(inputs, [n, size]), opts);
-            let inputs = match bench.shape {
-                InputShape::Image([c, h, w]) => Input::Images(rows.reshape([n, c, h, w])),
-                InputShape::Features(_) => Input::Features(rows),
+            let inputs = if let InputShape::Tokens { vocab_size, .. } = bench.shape {
+                let ids: Vec<i32> = (0..n * size)
+                    .map(|_| rng.random_range(2..vocab_size as i32))
+                    .collect();
+                Input::Tokens {
+                    ids: Tensor::<2, Int>::from_data(
+                        TensorData::new(ids, [n, size]),
+                        &compute.device,
+                    ),
+                    mask: Tensor::ones([n, size], opts),
+                }
+            } else {
+                let inputs: Vec<f32> = (0..n * size).map(|_| rng.random()).collect();
+                let rows: Tensor<2> = Tensor::from_data(TensorData::new(inputs, [n, size]), opts);
+                match bench.shape {
+                    InputShape::Image([c, h, w]) => Input::Images(rows.reshape([n, c, h, w])),
+                    _ => Input::Features(rows),
+                }
             };
             Batch {
                 inputs,
-                target: Target::OneHot(Tensor::from_data(TensorData::new(one_hot, [n, 10]), opts)),
+                target: Target::OneHot(Tensor::from_data(TensorData::new(one_hot, [n, k]), opts)),
                 labels: Some(labels),
                 len: n,
             }
@@ -528,7 +574,7 @@ impl Runner {
         Ok(Self {
             optimizer,
             params: init_params(model.param_specs(), 0, &compute.device, compute.dtype),
-            state: init_state(model.state_specs(), &compute.device, compute.dtype),
+            state: init_state(model.state_specs(), 0, &compute.device, compute.dtype),
             device: compute.device.clone(),
             dtype: compute.dtype,
             at: 0,
@@ -591,7 +637,10 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn child(backend: &str, name: &str, bench: BenchModel, steps: usize, rounds: usize) -> Result<()> {
     let compute = backend::compute(backend_kind(backend)?, Precision::F32)?;
     let model_config: ModelConfig = toml::from_str(bench.toml)?;
-    let model = model_config.build(bench.shape, Task::Classification { classes: 10 })?;
+    let task = Task::Classification {
+        classes: bench.classes,
+    };
+    let model = model_config.build(bench.shape, task)?;
     let model = model.as_ref();
     let batches = random_batches(&compute, bench, 10);
     let spec = method(name)?;

@@ -131,6 +131,9 @@ pub enum DatasetKind {
     Cifar10,
     /// CIFAR-100, 50k/10k 32×32 colour images, 100 fine or 20 coarse classes (`label`).
     Cifar100,
+    /// IMDb movie reviews (Maas et al. 2011), 25k/25k, positive or negative, as token ids
+    /// (`vocab_size`, `min_count`, `max_len`).
+    Imdb,
 }
 
 /// `data.augment`: how training images are augmented.
@@ -213,6 +216,17 @@ pub struct DataConfig {
     /// Image datasets: augmentation of the training images.
     #[serde(default)]
     pub augment: Augment,
+    /// IMDb only: the vocabulary's size, `<pad>` and `<unk>` included (default 25 000), the most
+    /// frequent training-split tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<usize>,
+    /// IMDb only: the fewest occurrences in the training split a token needs to be in the
+    /// vocabulary (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_count: Option<u32>,
+    /// IMDb only: reviews are truncated to their first `max_len` tokens (default 400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_len: Option<usize>,
     /// `bad_regression` only: how the target matrix A is built (`recht` or `svd`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matrix: Option<ConditioningMatrix>,

@@ -5,9 +5,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use anyhow::Result;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 use steplab_data::{CifarKind, CsvTask, Dataset, Features, MnistKind, Targets};
-use steplab_models::{Input, InputShape, Target, Task};
+use steplab_models::{Input, InputShape, PretrainedTable, Target, Task};
 
 use crate::backend::Compute;
 use crate::config::{Augment, Config, ConfigError, CsvTaskKind, DatasetKind};
@@ -26,6 +26,8 @@ pub struct Prepared {
     pub input: InputShape,
     /// How a batch is assembled from stored rows (augmentation, normalisation).
     pub pipeline: Pipeline,
+    /// The GloVe vectors of a text dataset's vocabulary, when the model starts from them.
+    pub embedding: Option<PretrainedTable>,
 }
 
 /// How rows become a batch: images are augmented (training batches only), then normalised per
@@ -47,6 +49,7 @@ pub struct Pipeline {
 /// between chunks and files.
 pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<Prepared> {
     let data = &config.data;
+    let mut vocabulary = None;
     let (train, test) = match data.dataset {
         DatasetKind::Mnist | DatasetKind::FashionMnist => {
             let kind = if data.dataset == DatasetKind::Mnist {
@@ -127,6 +130,39 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
                     .map_err(load_error)?;
             (splits.train, splits.test)
         }
+        DatasetKind::Imdb => {
+            let defaults = steplab_data::imdb::ImdbSettings::default();
+            let settings = steplab_data::imdb::ImdbSettings {
+                vocab_size: data.vocab_size.unwrap_or(defaults.vocab_size),
+                min_count: data.min_count.unwrap_or(defaults.min_count),
+                max_len: data.max_len.unwrap_or(defaults.max_len),
+            };
+            let imdb = steplab_data::imdb::load_imdb(
+                &data.root,
+                &settings,
+                data.download,
+                progress,
+                cancel,
+            )
+            .map_err(load_error)?;
+            match &imdb.cache {
+                steplab_data::imdb::ImdbCache::Read(path) => {
+                    eprintln!("IMDb token ids read from the cache {}", path.display())
+                }
+                steplab_data::imdb::ImdbCache::Written(path) => {
+                    eprintln!("IMDb token ids cached in {}", path.display())
+                }
+                steplab_data::imdb::ImdbCache::Rebuilt { path, reason } => {
+                    eprintln!("IMDb cache {} rebuilt ({reason})", path.display())
+                }
+                steplab_data::imdb::ImdbCache::NotWritten { path, reason } => eprintln!(
+                    "warning: IMDb cache {} not written ({reason}): the next run tokenises again",
+                    path.display()
+                ),
+            }
+            vocabulary = Some(imdb.vocabulary);
+            (imdb.splits.train, imdb.splits.test)
+        }
         DatasetKind::BadRegression => {
             let samples = data.samples.unwrap_or(1000);
             if samples == 0 {
@@ -154,6 +190,17 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
             data.samples.is_some(),
             DatasetKind::BadRegression,
         ),
+        (
+            "data.vocab_size",
+            data.vocab_size.is_some(),
+            DatasetKind::Imdb,
+        ),
+        (
+            "data.min_count",
+            data.min_count.is_some(),
+            DatasetKind::Imdb,
+        ),
+        ("data.max_len", data.max_len.is_some(), DatasetKind::Imdb),
         // CIFAR-10's only label is "fine"; asking it for "coarse" is refused by its loader.
         (
             "data.label",
@@ -173,6 +220,57 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
     if data.augment != Augment::None && image.is_none() {
         return Err(ConfigError::key("data.augment", "only applies to image datasets").into());
     }
+    let tokens = train.features.token_shape();
+    if tokens.is_some() {
+        for (key, set) in [
+            ("data.normalize", data.normalize.is_some()),
+            ("data.standardize", data.standardize),
+        ] {
+            if set {
+                return Err(ConfigError::key(key, "does not apply to token ids (imdb)").into());
+            }
+        }
+    }
+    let embedding = match (config.model.glove_dim(), &vocabulary) {
+        (Some(dim), Some(vocabulary)) => {
+            if progress {
+                eprintln!(
+                    "loading GloVe 6B {dim}-d vectors of {} words ...",
+                    vocabulary.len()
+                );
+            }
+            let glove = steplab_data::glove::load_glove(
+                &data.root,
+                vocabulary,
+                dim,
+                data.download,
+                progress,
+                cancel,
+            )
+            .map_err(load_error)?;
+            eprintln!(
+                "GloVe: {} of {} vocabulary words have a vector ({})",
+                glove.found_count(),
+                vocabulary.len(),
+                glove.source.display()
+            );
+            Some(PretrainedTable {
+                dim: glove.dim,
+                values: glove.vectors,
+                found: glove.found,
+                missing_std: 0.0,
+            })
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::key(
+                "model.embedding",
+                "\"glove\" needs a text dataset with a vocabulary (data.dataset = \"imdb\"); \
+                 use embedding = \"random\" otherwise",
+            )
+            .into());
+        }
+        (None, _) => None,
+    };
     let (mut train, mut test) = (train, test);
     let mut pipeline = Pipeline {
         image,
@@ -243,9 +341,13 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
         },
         Targets::Reconstruction => Task::Reconstruction,
     };
-    let input = match image {
-        Some(shape) => InputShape::Image(shape),
-        None => InputShape::Features(train.features.cols()),
+    let input = match (image, tokens) {
+        (Some(shape), _) => InputShape::Image(shape),
+        (None, Some(t)) => InputShape::Tokens {
+            max_len: t.max_len,
+            vocab_size: t.vocab_size,
+        },
+        (None, None) => InputShape::Features(train.features.cols()),
     };
     Ok(Prepared {
         train: Arc::new(train),
@@ -254,6 +356,7 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
         task,
         input,
         pipeline,
+        embedding,
     })
 }
 
@@ -352,11 +455,19 @@ pub struct Batch {
 
 /// A batch assembled on the host (on the loader thread), ready to become tensors.
 pub struct HostBatch {
-    inputs: TensorData,
+    inputs: HostInputs,
     image: Option<[usize; 3]>,
     target: HostTarget,
     labels: Option<Vec<u32>>,
     len: usize,
+}
+
+enum HostInputs {
+    /// Feature rows or image rows `[batch, values]`.
+    Rows(TensorData),
+    /// Token ids `[batch, steps]` (i32) and their mask (1 at real tokens, in the float dtype),
+    /// cut to the batch's longest review.
+    Tokens { ids: TensorData, mask: TensorData },
 }
 
 enum HostTarget {
@@ -422,11 +533,16 @@ impl HostBatch {
         epoch: Option<u64>,
     ) -> Self {
         let features = &dataset.features;
-        let inputs = match gather_values(features, rows, dtype) {
-            Values::F32(v) => Values::F32(transform(v, rows, pipeline, epoch)),
-            Values::F64(v) => Values::F64(transform(v, rows, pipeline, epoch)),
-        }
-        .into_data([rows.len(), features.cols()]);
+        let inputs = match features.gather_tokens(rows) {
+            Some((ids, lengths)) => token_batch(ids, &lengths, features.cols(), dtype),
+            None => HostInputs::Rows(
+                match gather_values(features, rows, dtype) {
+                    Values::F32(v) => Values::F32(transform(v, rows, pipeline, epoch)),
+                    Values::F64(v) => Values::F64(transform(v, rows, pipeline, epoch)),
+                }
+                .into_data([rows.len(), features.cols()]),
+            ),
+        };
         let (target, labels) = match &dataset.targets {
             Targets::Classes {
                 labels,
@@ -460,15 +576,29 @@ impl HostBatch {
     /// The batch as tensors on the run's device (images as `[batch, C, H, W]`).
     pub fn into_batch(self, compute: &Compute) -> Batch {
         let opts = (&compute.device, compute.dtype);
-        let rows: Tensor<2> = Tensor::from_data(self.inputs, opts);
+        let (inputs, rows) = match self.inputs {
+            HostInputs::Rows(data) => {
+                let rows: Tensor<2> = Tensor::from_data(data, opts);
+                let inputs = match self.image {
+                    Some([c, h, w]) => Input::Images(rows.clone().reshape([self.len, c, h, w])),
+                    None => Input::Features(rows.clone()),
+                };
+                (inputs, Some(rows))
+            }
+            HostInputs::Tokens { ids, mask } => {
+                let inputs = Input::Tokens {
+                    ids: Tensor::<2, Int>::from_data(ids, &compute.device),
+                    mask: Tensor::from_data(mask, opts),
+                };
+                (inputs, None)
+            }
+        };
         let target = match self.target {
             HostTarget::OneHot(data) => Target::OneHot(Tensor::from_data(data, opts)),
             HostTarget::Values(data) => Target::Values(Tensor::from_data(data, opts)),
-            HostTarget::Reconstruction => Target::Values(rows.clone()),
-        };
-        let inputs = match self.image {
-            Some([c, h, w]) => Input::Images(rows.reshape([self.len, c, h, w])),
-            None => Input::Features(rows),
+            HostTarget::Reconstruction => {
+                Target::Values(rows.expect("an autoencoder's inputs are rows"))
+            }
         };
         Batch {
             inputs,
@@ -476,6 +606,30 @@ impl HostBatch {
             labels: self.labels,
             len: self.len,
         }
+    }
+}
+
+/// Token ids `[batch, max_len]` cut to the batch's longest review (at least one step), with
+/// their mask: the steps past every review's end change no state, so they are not computed.
+fn token_batch(ids: Vec<i32>, lengths: &[u32], max_len: usize, dtype: DType) -> HostInputs {
+    let batch = lengths.len();
+    let steps = (lengths.iter().copied().max().unwrap_or(0) as usize).clamp(1, max_len.max(1));
+    let mut cut = Vec::with_capacity(batch * steps);
+    let mut mask = Vec::with_capacity(batch * steps);
+    for (row, &len) in lengths.iter().enumerate() {
+        cut.extend_from_slice(&ids[row * max_len..row * max_len + steps]);
+        mask.extend((0..steps).map(|t| f64::from(u8::from(t < len as usize))));
+    }
+    let mask = match dtype {
+        DType::F64 => TensorData::new(mask, [batch, steps]),
+        _ => TensorData::new(
+            mask.into_iter().map(|m| m as f32).collect::<Vec<_>>(),
+            [batch, steps],
+        ),
+    };
+    HostInputs::Tokens {
+        ids: TensorData::new(cut, [batch, steps]),
+        mask,
     }
 }
 
@@ -519,13 +673,21 @@ pub fn prefetch(
     Ok(rx)
 }
 
-/// Number of rows of `outputs` whose arg-max equals the label (reads the outputs back: a sync).
+/// Number of rows of `outputs` whose arg-max equals the label, or, for one output (a binary
+/// logit), whose sign does (positive: class 1). Reads the outputs back: a sync.
 pub fn count_correct(outputs: Tensor<2>, labels: &[u32]) -> usize {
     let classes = outputs.dims()[1];
     let values = outputs
         .into_data()
         .try_into_vec_as::<f64>()
         .expect("float outputs");
+    if classes == 1 {
+        return values
+            .iter()
+            .zip(labels)
+            .filter(|(z, label)| u32::from(**z > 0.0) == **label)
+            .count();
+    }
     values
         .chunks(classes)
         .zip(labels)

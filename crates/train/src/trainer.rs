@@ -292,6 +292,7 @@ pub fn train(
             | DatasetKind::FashionMnist
             | DatasetKind::Cifar10
             | DatasetKind::Cifar100
+            | DatasetKind::Imdb
     ) {
         eprintln!("loading {} ...", data::dataset_name(config.data.dataset));
     }
@@ -312,7 +313,7 @@ pub fn train(
     }
     let model = config
         .model
-        .build(prepared.input, prepared.task)
+        .build_with(prepared.input, prepared.task, prepared.embedding.as_ref())
         .map_err(|e| ConfigError(e.to_string()))?;
     let model = model.as_ref();
     let num_params = check_model_size(model, &prepared, compute.dtype)?;
@@ -406,7 +407,12 @@ fn run(
         &compute.device,
         compute.dtype,
     );
-    let mut state = init_state(model.state_specs(), &compute.device, compute.dtype);
+    let mut state = init_state(
+        model.state_specs(),
+        config.run.seed,
+        &compute.device,
+        compute.dtype,
+    );
     let l2 = config.training.l2;
     let mut step: u64 = 0;
     let mut holdout_rng = ChaCha8Rng::seed_from_u64(config.run.seed);
@@ -417,7 +423,7 @@ fn run(
         optimizer.begin_epoch(epoch, batches_per_epoch);
         if let Some(schedule) = &config.schedule {
             // Stepped at the start of the epoch (see steplab_optim::schedule).
-            optimizer.set_base_lr(schedule.lr_at(config.optimizer.lr(), epoch, epochs));
+            optimizer.set_base_lr(schedule.lr_at(config.optimizer.lr(), epoch, epochs, step));
         }
         let order =
             steplab_data::epoch_order(n, config.data.shuffle, config.run.seed, epoch as u64);
@@ -436,6 +442,9 @@ fn run(
             epoch as u64,
         )?;
         for host in loader {
+            if let Some(schedule) = config.schedule.as_ref().filter(|s| s.is_per_step()) {
+                optimizer.set_base_lr(schedule.lr_at(config.optimizer.lr(), epoch, epochs, step));
+            }
             let batch = host.into_batch(compute);
             // The step's random draws (dropout masks), keyed by (seed, step, site).
             let noise = StepNoise::new(config.run.seed, step + 1, &compute.device, compute.dtype);

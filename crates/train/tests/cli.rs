@@ -411,6 +411,33 @@ fn a_schedule_scales_the_base_rate_at_the_start_of_each_epoch() {
     assert!(stderr(&out).contains("schedule"), "{}", stderr(&out));
 }
 
+#[test]
+fn step_milestones_change_the_rate_mid_epoch_by_global_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = regression_config(
+        dir.path(),
+        "kind = \"sgd\"\nlr = 0.1",
+        "max_steps = 12\n[schedule]\nkind = \"multistep\"\nmilestone_steps = [5, 9]\ngamma = 0.5",
+    );
+    // 40 rows in batches of 10: 4 steps an epoch, so the milestones fall inside epochs 2 and 3.
+    let out = train(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            "data.batch_size=10",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, rows) = read_csv(&dir.path().join("results/exp/steps.csv"));
+    let lrs: Vec<f64> = rows.iter().map(|r| r[3]).collect();
+    let expected: Vec<f64> = (1..=12)
+        .map(|s| 0.1 * 0.5_f64.powi([5, 9].iter().filter(|&&m| m < s).count() as i32))
+        .collect();
+    assert_eq!(lrs, expected);
+}
+
 /// The repository root (two levels above this crate).
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

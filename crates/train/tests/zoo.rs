@@ -1,9 +1,9 @@
-//! The convnets of the zoo against every optimizer, through the trainer's own step functions:
-//! every kind takes two steps on every image model on ndarray and flex (and wgpu when the
-//! feature is on), and the probes of a step see the step's own batch statistics and dropout
-//! mask without touching the running statistics.
+//! The convnets and the BiLSTM of the zoo against every optimizer, through the trainer's own
+//! step functions: every kind takes two steps on every image and text model on ndarray and flex
+//! (and wgpu when the feature is on), and the probes of a step see the step's own batch
+//! statistics and dropout mask without touching the running statistics.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use steplab_models::{
@@ -15,21 +15,66 @@ use steplab_train::config::{BackendKind, Precision};
 use steplab_train::data::Batch;
 use steplab_train::trainer::{BatchProbe, Graded, Pass, loss_and_grad};
 
+/// What a test model reads: images `[c, h, w]` (10 classes) or token sequences (2 classes).
+#[derive(Clone, Copy)]
+enum Sample {
+    Image([usize; 3]),
+    Tokens,
+}
+
+/// Steps and vocabulary of the token samples.
+const STEPS: usize = 5;
+const VOCAB: usize = 7;
+
 /// The image models with a small input each accepts (LeNet and the CIFAR convnet need 32×32;
-/// the residual networks pool globally and take 8×8).
-const MODELS: &[(&str, [usize; 3])] = &[
-    ("kind = \"lenet5\"\ndropout = 0.5", [3, 32, 32]),
-    ("kind = \"cifar_convnet\"", [3, 32, 32]),
-    ("kind = \"resnet20\"", [3, 8, 8]),
-    ("kind = \"resnet18\"", [3, 8, 8]),
+/// the residual networks pool globally and take 8×8), and small BiLSTMs with a frozen and a
+/// trained embedding.
+const MODELS: &[(&str, Sample)] = &[
+    (
+        "kind = \"lenet5\"\ndropout = 0.5",
+        Sample::Image([3, 32, 32]),
+    ),
+    ("kind = \"cifar_convnet\"", Sample::Image([3, 32, 32])),
+    ("kind = \"resnet20\"", Sample::Image([3, 8, 8])),
+    ("kind = \"resnet18\"", Sample::Image([3, 8, 8])),
     (
         "kind = \"wrn\"\ndepth = 10\nwidth = 1\ndropout = 0.3",
-        [3, 8, 8],
+        Sample::Image([3, 8, 8]),
+    ),
+    (
+        "kind = \"bilstm\"\nembedding = \"random\"\nembedding_dim = 4\nhidden = 3",
+        Sample::Tokens,
+    ),
+    (
+        "kind = \"bilstm\"\nembedding = \"random\"\nembedding_dim = 4\nhidden = 3\nfreeze_embedding = false",
+        Sample::Tokens,
     ),
 ];
 
-/// A batch of `n` random images with random labels of 10 classes.
-fn batch(compute: &Compute, shape: [usize; 3], n: usize, seed: u64) -> Batch {
+impl Sample {
+    fn task(self) -> Task {
+        match self {
+            Self::Image(_) => Task::Classification { classes: 10 },
+            Self::Tokens => Task::Classification { classes: 2 },
+        }
+    }
+
+    fn shape(self) -> InputShape {
+        match self {
+            Self::Image(shape) => InputShape::Image(shape),
+            Self::Tokens => InputShape::Tokens {
+                max_len: STEPS,
+                vocab_size: VOCAB,
+            },
+        }
+    }
+}
+
+/// A batch of `n` random samples with random labels.
+fn batch(compute: &Compute, sample: Sample, n: usize, seed: u64) -> Batch {
+    let Sample::Image(shape) = sample else {
+        return token_batch(compute, n, seed);
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let [c, h, w] = shape;
     let pixels: Vec<f64> = (0..n * c * h * w)
@@ -52,13 +97,46 @@ fn batch(compute: &Compute, shape: [usize; 3], n: usize, seed: u64) -> Batch {
     }
 }
 
-fn model(text: &str, shape: [usize; 3]) -> Box<dyn Model> {
+/// `n` random token sequences of lengths 1..=STEPS (padding after them), labels 0 and 1.
+fn token_batch(compute: &Compute, n: usize, seed: u64) -> Batch {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let lengths: Vec<usize> = (0..n).map(|i| STEPS - i % STEPS).collect();
+    let ids: Vec<i32> = lengths
+        .iter()
+        .flat_map(|&len| (0..STEPS).map(move |t| (t, len)))
+        .map(|(t, len)| {
+            if t < len {
+                rng.random_range(1..VOCAB as i32)
+            } else {
+                0
+            }
+        })
+        .collect();
+    let mask: Vec<f64> = lengths
+        .iter()
+        .flat_map(|&len| (0..STEPS).map(move |t| f64::from(u8::from(t < len))))
+        .collect();
+    let labels: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
+    let one_hot: Vec<f64> = labels
+        .iter()
+        .flat_map(|&l| [f64::from(u8::from(l == 0)), f64::from(u8::from(l == 1))])
+        .collect();
+    let opts = (&compute.device, compute.dtype);
+    Batch {
+        inputs: Input::Tokens {
+            ids: Tensor::<2, Int>::from_data(TensorData::new(ids, [n, STEPS]), &compute.device),
+            mask: Tensor::from_data(TensorData::new(mask, [n, STEPS]), opts),
+        },
+        target: Target::OneHot(Tensor::from_data(TensorData::new(one_hot, [n, 2]), opts)),
+        labels: Some(labels),
+        len: n,
+    }
+}
+
+fn model(text: &str, sample: Sample) -> Box<dyn Model> {
     let config: ModelConfig = toml::from_str(text).unwrap();
     config
-        .build(
-            InputShape::Image(shape),
-            Task::Classification { classes: 10 },
-        )
+        .build(sample.shape(), sample.task())
         .unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
@@ -70,12 +148,12 @@ fn values(tensors: &[Tensor<1>]) -> Vec<f64> {
 }
 
 #[test]
-fn every_optimizer_kind_takes_two_steps_on_every_image_model_on_ndarray() {
+fn every_optimizer_kind_takes_two_steps_on_every_model_on_ndarray() {
     every_kind_on_every_model(BackendKind::Ndarray);
 }
 
 #[test]
-fn every_optimizer_kind_takes_two_steps_on_every_image_model_on_flex() {
+fn every_optimizer_kind_takes_two_steps_on_every_model_on_flex() {
     every_kind_on_every_model(BackendKind::Flex);
 }
 
@@ -83,7 +161,7 @@ fn every_optimizer_kind_takes_two_steps_on_every_image_model_on_flex() {
 /// `STEPLAB_REQUIRE_WGPU` is set (CI sets it).
 #[cfg(feature = "wgpu")]
 #[test]
-fn every_optimizer_kind_takes_two_steps_on_every_image_model_on_wgpu() {
+fn every_optimizer_kind_takes_two_steps_on_every_model_on_wgpu() {
     every_kind_on_every_model(BackendKind::Wgpu);
 }
 
@@ -100,10 +178,10 @@ fn every_kind_on_every_model(backend: BackendKind) {
             }
             Err(e) => panic!("{e}"),
         };
-        for &(text, shape) in MODELS {
-            let model = model(text, shape);
+        for &(text, sample) in MODELS {
+            let model = model(text, sample);
             let model = model.as_ref();
-            let batches = [batch(&compute, shape, 2, 1), batch(&compute, shape, 2, 2)];
+            let batches = [batch(&compute, sample, 2, 1), batch(&compute, sample, 2, 2)];
             let initial = init_params(model.param_specs(), 0, &compute.device, compute.dtype);
             for kind in OptimizerConfig::KINDS {
                 let config: OptimizerConfig =
@@ -111,7 +189,7 @@ fn every_kind_on_every_model(backend: BackendKind) {
                 let mut optimizer = config.build().unwrap();
                 optimizer.begin_epoch(1, 2);
                 let mut params = initial.clone();
-                let mut state = init_state(model.state_specs(), &compute.device, compute.dtype);
+                let mut state = init_state(model.state_specs(), 0, &compute.device, compute.dtype);
                 for (step, batch) in batches.iter().enumerate() {
                     let noise = StepNoise::new(0, step as u64 + 1, &compute.device, compute.dtype);
                     let pass = Pass {
@@ -166,7 +244,7 @@ fn every_kind_on_every_model(backend: BackendKind) {
 #[test]
 fn a_probe_reproduces_the_training_loss_and_leaves_the_running_statistics_alone() {
     let compute = backend::compute(BackendKind::Ndarray, Precision::F64).unwrap();
-    let shape = [3, 8, 8];
+    let shape = Sample::Image([3, 8, 8]);
     let model = model(
         "kind = \"wrn\"\ndepth = 10\nwidth = 1\ndropout = 0.3",
         shape,
@@ -175,7 +253,7 @@ fn a_probe_reproduces_the_training_loss_and_leaves_the_running_statistics_alone(
     assert!(!model.state_specs().is_empty(), "a model with batch norm");
     let batch = batch(&compute, shape, 4, 3);
     let params = init_params(model.param_specs(), 0, &compute.device, compute.dtype);
-    let state = init_state(model.state_specs(), &compute.device, compute.dtype);
+    let state = init_state(model.state_specs(), 0, &compute.device, compute.dtype);
     let noise = StepNoise::new(0, 7, &compute.device, compute.dtype);
     let pass = Pass {
         model,

@@ -136,7 +136,7 @@ mod tests {
         let shape = Conv2dShape::new(2, 3, 3).stride(2).padding(1);
         let mut b = Builder::new();
         let zero = Init::Constant(0.0);
-        let conv = Conv2d::new(&mut b, "conv", shape, zero, Some(zero));
+        let conv = Conv2d::new(&mut b, "conv", shape, zero.clone(), Some(zero));
         let specs = b.finish();
         // x [2, 2, 5, 5] → y [2, 3, 3, 3].
         let inputs = vec![data(1, 3 * 2 * 9), data(2, 3), data(3, 2 * 2 * 5 * 5)];

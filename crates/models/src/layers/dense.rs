@@ -59,7 +59,7 @@ mod tests {
     fn layer() -> (Dense, Specs) {
         let mut b = Builder::new();
         let zero = Init::Constant(0.0);
-        let d = Dense::new(&mut b, "fc", 4, 3, zero, Some(zero));
+        let d = Dense::new(&mut b, "fc", 4, 3, zero.clone(), Some(zero));
         (d, b.finish())
     }
 

@@ -1,7 +1,8 @@
-//! The layer vocabulary of the image models: typed handles over flat tensors.
+//! The layer vocabulary of the zoo: typed handles over flat tensors.
 //!
 //! A model is built once with a [`Builder`], which registers each layer's tensors by name and
-//! returns handles holding their indices ([`Dense`], [`Conv2d`], [`BatchNorm`]); layers without
+//! returns handles holding their indices ([`Dense`], [`Conv2d`], [`BatchNorm`], [`Embedding`],
+//! [`LstmDirection`]); layers without
 //! tensors ([`Dropout`], [`MaxPool2d`], [`AvgPool2d`], [`global_avg_pool`], [`ShortcutA`]) are
 //! plain values. A forward pass reads the weights, state, mode and noise from a [`Pass`] and
 //! reshapes the flat tensors to their logical shapes (a view, no copy). Everything is composed
@@ -14,8 +15,10 @@ mod builder;
 mod conv;
 mod dense;
 mod dropout;
+mod embedding;
 #[cfg(test)]
 pub(crate) mod gradcheck;
+mod lstm;
 mod pass;
 mod pool;
 mod shortcut;
@@ -25,6 +28,8 @@ pub use builder::{Builder, ParamId, Specs, StateId};
 pub use conv::{Conv2d, Conv2dShape};
 pub use dense::Dense;
 pub use dropout::{Dropout, check_rate};
+pub use embedding::Embedding;
+pub use lstm::{BiLstm, LstmDirection};
 pub use pass::Pass;
 pub use pool::{AvgPool2d, MaxPool2d, global_avg_pool, pooled};
 pub use shortcut::ShortcutA;

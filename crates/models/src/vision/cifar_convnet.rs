@@ -96,8 +96,15 @@ impl CifarConvnetConfig {
         let weight = Init::Normal { std: self.init_std };
         let bias = Some(Init::Constant(self.init_bias));
         let mut b = Builder::new();
-        let convs = [1, 2, 3]
-            .map(|i| Conv2d::new(&mut b, &format!("conv{i}"), shapes[i - 1], weight, bias));
+        let convs = [1, 2, 3].map(|i| {
+            Conv2d::new(
+                &mut b,
+                &format!("conv{i}"),
+                shapes[i - 1],
+                weight.clone(),
+                bias.clone(),
+            )
+        });
         let widths = [50 * fh * fw, 250, 100, k];
         let fcs = [1, 2, 3].map(|i| {
             Dense::new(
@@ -105,8 +112,8 @@ impl CifarConvnetConfig {
                 &format!("fc{i}"),
                 widths[i - 1],
                 widths[i],
-                weight,
-                bias,
+                weight.clone(),
+                bias.clone(),
             )
         });
         Ok(CifarConvnet {

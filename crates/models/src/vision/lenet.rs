@@ -70,11 +70,11 @@ impl Lenet5Config {
         let mut b = Builder::new();
         let conv = |b: &mut Builder, name: &str, s: Conv2dShape| {
             let init = Init::torch_default(s.fan_in());
-            Conv2d::new(b, name, s, init, Some(init))
+            Conv2d::new(b, name, s, init.clone(), Some(init))
         };
         let dense = |b: &mut Builder, name: &str, fan_in: usize, fan_out: usize| {
             let init = Init::torch_default(fan_in);
-            Dense::new(b, name, fan_in, fan_out, init, Some(init))
+            Dense::new(b, name, fan_in, fan_out, init.clone(), Some(init))
         };
         let conv1 = conv(&mut b, "conv1", s1);
         let conv2 = conv(&mut b, "conv2", s2);

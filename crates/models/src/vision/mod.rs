@@ -35,6 +35,9 @@ pub(crate) fn image_input(kind: &str, input: InputShape) -> Result<[usize; 3], M
              but the dataset gives rows of {n} features; use an image dataset (e.g. \
              data.dataset = \"cifar10\") or a fully connected model (kind = \"mlp\")"
         ))),
+        InputShape::Tokens { .. } => Err(ModelError::Invalid(format!(
+            "model.kind: {kind} is an image model and cannot read token sequences"
+        ))),
     }
 }
 
@@ -64,6 +67,7 @@ pub(crate) fn images(input: &Input, [c, h, w]: [usize; 3]) -> Tensor<4> {
             assert_eq!(f, c * h * w, "rows do not hold {c}×{h}×{w} images");
             x.clone().reshape([b, c, h, w])
         }
+        Input::Tokens { .. } => panic!("an image model was given token ids"),
     }
 }
 

@@ -232,7 +232,10 @@ mod tests {
         assert_eq!(m.param_specs().len(), 19 + 2 * 19 + 2);
         let s = &m.state_specs()[2];
         assert_eq!(s.name, "stage1.block0.bn1.running_mean");
-        assert_eq!((s.shape.clone(), s.init), (vec![16], Init::Constant(0.0)));
+        assert_eq!(
+            (s.shape.clone(), s.init.clone()),
+            (vec![16], Init::Constant(0.0))
+        );
         assert_eq!(m.state_specs()[3].init, Init::Constant(1.0));
         let conv = &m.param_specs()[3];
         assert_eq!(conv.name, "stage1.block0.conv1.weight");
@@ -313,6 +316,6 @@ mod tests {
         .unwrap();
         outputs_shape(odd.as_ref(), [2, 1, 7, 7], 3);
         let d = test_device();
-        assert_eq!(init_state(m.state_specs(), &d, DType::F64).len(), 14);
+        assert_eq!(init_state(m.state_specs(), 0, &d, DType::F64).len(), 14);
     }
 }

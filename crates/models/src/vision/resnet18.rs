@@ -112,7 +112,7 @@ impl Resnet18Config {
             stages.push(blocks);
         }
         let fc_init = Init::torch_default(c_in);
-        let fc = Dense::new(&mut b, "fc", c_in, k, fc_init, Some(fc_init));
+        let fc = Dense::new(&mut b, "fc", c_in, k, fc_init.clone(), Some(fc_init));
         Ok(Resnet18 {
             specs: b.finish(),
             input: [c, h, w],

@@ -39,7 +39,7 @@ fn batch(dims: [usize; 4], classes: usize) -> (Input, Target) {
 pub(crate) fn outputs_shape(model: &dyn Model, dims: [usize; 4], classes: usize) {
     let d = test_device();
     let params = init_params(model.param_specs(), 1, &d, DType::F64);
-    let state = init_state(model.state_specs(), &d, DType::F64);
+    let state = init_state(model.state_specs(), 0, &d, DType::F64);
     let (x, _) = batch(dims, classes);
     let noise = noise();
     let cx = Cx {
@@ -58,7 +58,7 @@ pub(crate) fn outputs_shape(model: &dyn Model, dims: [usize; 4], classes: usize)
 pub(crate) fn probe_equals_train(model: &dyn Model, dims: [usize; 4], classes: usize) {
     let d = test_device();
     let params = init_params(model.param_specs(), 1, &d, DType::F64);
-    let state = init_state(model.state_specs(), &d, DType::F64);
+    let state = init_state(model.state_specs(), 0, &d, DType::F64);
     let (x, y) = batch(dims, classes);
     let noise = noise();
     let run = |mode| {
@@ -109,7 +109,7 @@ pub(crate) fn gradient_matches_central_difference(
 ) {
     let d = test_device();
     let params = init_params(model.param_specs(), 1, &d, DType::F64);
-    let state = init_state(model.state_specs(), &d, DType::F64);
+    let state = init_state(model.state_specs(), 0, &d, DType::F64);
     let (x, y) = batch(dims, classes);
     let noise = noise();
     let loss = |params: &[Tensor<1>]| {
