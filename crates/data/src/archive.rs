@@ -13,7 +13,7 @@
 //! pass as the extraction. The cancellation flag is looked at before every entry and every
 //! 1 MiB written.
 
-use std::fs::{self, File};
+use std::fs::{self, File, Metadata};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -45,6 +45,22 @@ pub(crate) struct Expected<'a> {
     /// Top-level folders of other archives that may be mistaken for this one, each with what
     /// to call it in the error (`"the CIFAR-100 archive: it belongs in data/cifar100/"`).
     pub others: &'a [(&'a str, String)],
+}
+
+/// The file's metadata, or `None` if there is nothing at `path`.
+pub(crate) fn metadata(path: &Path) -> Result<Option<Metadata>, DataError> {
+    match fs::metadata(path) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(DataError::io(path, e)),
+    }
 }
 
 /// Extracts the `.tar.gz` whose bytes `reader` yields into `into` (normally the folder the

@@ -20,14 +20,14 @@
 //! [`DataError::Interrupted`].
 
 use std::fmt;
-use std::fs::{self, File, Metadata};
+use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::{self, Expected};
+use crate::archive::{self, Expected, metadata};
 use crate::download::{DEFAULT_MAX_BYTES, download_verified};
 use crate::error::check_cancel;
 use crate::{DataError, Dataset, Features, Splits, Targets};
@@ -443,22 +443,6 @@ fn not_found(
         looked: vec![dir.join(kind.folder_name()), archive],
         download_error,
         hint,
-    }
-}
-
-/// The file's metadata, or `None` if there is nothing at `path`.
-fn metadata(path: &Path) -> Result<Option<Metadata>, DataError> {
-    match fs::metadata(path) {
-        Ok(meta) => Ok(Some(meta)),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(DataError::io(path, e)),
     }
 }
 

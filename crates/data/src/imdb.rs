@@ -23,13 +23,13 @@
 //! the download and the extraction, and loading then stops with [`DataError::Interrupted`].
 
 use std::collections::HashMap;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::UNIX_EPOCH;
 
-use crate::archive::{self, Expected};
+use crate::archive::{self, Expected, metadata};
 use crate::download::{DEFAULT_MAX_BYTES, download_verified};
 use crate::error::check_cancel;
 use crate::progress;
@@ -297,22 +297,6 @@ fn not_found(root: &Path, url: &str, download_error: Option<String>, download: b
         looked: vec![dir.join(FOLDER), dir.join(ARCHIVE)],
         download_error,
         hint,
-    }
-}
-
-/// The file's metadata, or `None` if there is nothing at `path`.
-fn metadata(path: &Path) -> Result<Option<Metadata>, DataError> {
-    match fs::metadata(path) {
-        Ok(meta) => Ok(Some(meta)),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(DataError::io(path, e)),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Tests of CIFAR loading, on record files and archives in the real binary format, written here.
 
+use std::fs;
 use std::sync::atomic::Ordering;
 
 use super::*;
