@@ -126,20 +126,6 @@ impl CifarConvnetConfig {
     }
 }
 
-impl CifarConvnet {
-    fn logits(&self, pass: &mut Pass<'_>, x: Tensor<4>) -> Tensor<2> {
-        let [conv1, conv2, conv3] = &self.convs;
-        let x = relu(self.pool.forward(conv1.forward(pass, x)));
-        let x = relu(self.pool.forward(conv2.forward(pass, x)));
-        let x = relu(conv3.forward(pass, x));
-        let [b, c, h, w] = x.dims();
-        let [fc1, fc2, fc3] = &self.fcs;
-        let x = relu(fc1.forward(pass, x.reshape([b, c * h * w])));
-        let x = relu(fc2.forward(pass, x));
-        fc3.forward(pass, x)
-    }
-}
-
 impl ImageClassifier for CifarConvnet {
     fn specs(&self) -> &Specs {
         &self.specs
@@ -150,7 +136,15 @@ impl ImageClassifier for CifarConvnet {
     }
 
     fn classify(&self, pass: &mut Pass<'_>, x: Tensor<4>) -> Tensor<2> {
-        self.logits(pass, x)
+        let [conv1, conv2, conv3] = &self.convs;
+        let x = relu(self.pool.forward(conv1.forward(pass, x)));
+        let x = relu(self.pool.forward(conv2.forward(pass, x)));
+        let x = relu(conv3.forward(pass, x));
+        let [b, c, h, w] = x.dims();
+        let [fc1, fc2, fc3] = &self.fcs;
+        let x = relu(fc1.forward(pass, x.reshape([b, c * h * w])));
+        let x = relu(fc2.forward(pass, x));
+        fc3.forward(pass, x)
     }
 }
 

@@ -96,18 +96,6 @@ impl Lenet5Config {
     }
 }
 
-impl Lenet5 {
-    fn logits(&self, pass: &mut Pass<'_>, x: Tensor<4>) -> Tensor<2> {
-        let x = self.pool.forward(relu(self.conv1.forward(pass, x)));
-        let x = self.pool.forward(relu(self.conv2.forward(pass, x)));
-        let [b, c, h, w] = x.dims();
-        let x = x.reshape([b, c * h * w]);
-        let x = self.drop1.forward(pass, relu(self.fc1.forward(pass, x)));
-        let x = self.drop2.forward(pass, relu(self.fc2.forward(pass, x)));
-        self.fc3.forward(pass, x)
-    }
-}
-
 impl ImageClassifier for Lenet5 {
     fn specs(&self) -> &Specs {
         &self.specs
@@ -118,7 +106,13 @@ impl ImageClassifier for Lenet5 {
     }
 
     fn classify(&self, pass: &mut Pass<'_>, x: Tensor<4>) -> Tensor<2> {
-        self.logits(pass, x)
+        let x = self.pool.forward(relu(self.conv1.forward(pass, x)));
+        let x = self.pool.forward(relu(self.conv2.forward(pass, x)));
+        let [b, c, h, w] = x.dims();
+        let x = x.reshape([b, c * h * w]);
+        let x = self.drop1.forward(pass, relu(self.fc1.forward(pass, x)));
+        let x = self.drop2.forward(pass, relu(self.fc2.forward(pass, x)));
+        self.fc3.forward(pass, x)
     }
 }
 

@@ -172,17 +172,6 @@ impl Block {
     }
 }
 
-impl CifarResnet {
-    fn logits(&self, pass: &mut Pass<'_>, x: Tensor<4>) -> Tensor<2> {
-        let y = self.conv1.forward(pass, x);
-        let mut y = relu(self.bn1.forward(pass, y));
-        for block in &self.blocks {
-            y = block.forward(pass, y);
-        }
-        self.fc.forward(pass, global_avg_pool(y))
-    }
-}
-
 impl ImageClassifier for CifarResnet {
     fn specs(&self) -> &Specs {
         &self.specs
@@ -193,7 +182,12 @@ impl ImageClassifier for CifarResnet {
     }
 
     fn classify(&self, pass: &mut Pass<'_>, x: Tensor<4>) -> Tensor<2> {
-        self.logits(pass, x)
+        let y = self.conv1.forward(pass, x);
+        let mut y = relu(self.bn1.forward(pass, y));
+        for block in &self.blocks {
+            y = block.forward(pass, y);
+        }
+        self.fc.forward(pass, global_avg_pool(y))
     }
 }
 

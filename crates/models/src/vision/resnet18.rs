@@ -142,8 +142,16 @@ impl Block {
     }
 }
 
-impl Resnet18 {
-    fn logits(&self, pass: &mut Pass<'_>, x: Tensor<4>) -> Tensor<2> {
+impl ImageClassifier for Resnet18 {
+    fn specs(&self) -> &Specs {
+        &self.specs
+    }
+
+    fn image_shape(&self) -> [usize; 3] {
+        self.input
+    }
+
+    fn classify(&self, pass: &mut Pass<'_>, x: Tensor<4>) -> Tensor<2> {
         let y = self.conv1.forward(pass, x);
         let mut y = relu(self.bn1.forward(pass, y));
         for (s, blocks) in self.stages.iter().enumerate() {
@@ -157,20 +165,6 @@ impl Resnet18 {
             }
         }
         self.fc.forward(pass, global_avg_pool(y))
-    }
-}
-
-impl ImageClassifier for Resnet18 {
-    fn specs(&self) -> &Specs {
-        &self.specs
-    }
-
-    fn image_shape(&self) -> [usize; 3] {
-        self.input
-    }
-
-    fn classify(&self, pass: &mut Pass<'_>, x: Tensor<4>) -> Tensor<2> {
-        self.logits(pass, x)
     }
 }
 

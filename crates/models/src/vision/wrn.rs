@@ -177,17 +177,6 @@ impl Block {
     }
 }
 
-impl WideResnet {
-    fn logits(&self, pass: &mut Pass<'_>, x: Tensor<4>) -> Tensor<2> {
-        let mut y = self.conv1.forward(pass, x);
-        for block in &self.blocks {
-            y = block.forward(pass, y);
-        }
-        let y = relu(self.bn.forward(pass, y));
-        self.fc.forward(pass, global_avg_pool(y))
-    }
-}
-
 impl ImageClassifier for WideResnet {
     fn specs(&self) -> &Specs {
         &self.specs
@@ -198,7 +187,12 @@ impl ImageClassifier for WideResnet {
     }
 
     fn classify(&self, pass: &mut Pass<'_>, x: Tensor<4>) -> Tensor<2> {
-        self.logits(pass, x)
+        let mut y = self.conv1.forward(pass, x);
+        for block in &self.blocks {
+            y = block.forward(pass, y);
+        }
+        let y = relu(self.bn.forward(pass, y));
+        self.fc.forward(pass, global_avg_pool(y))
     }
 }
 
