@@ -382,6 +382,75 @@ pub struct Dataset {
     pub targets: Targets,
 }
 
+impl Features {
+    /// Feeds every stored value, the shape and the mapping into `hasher` (see
+    /// [`Dataset::fingerprint`]).
+    fn hash_into(&self, hasher: &mut crc32fast::Hasher) {
+        hasher.update(&(self.rows as u64).to_le_bytes());
+        hasher.update(&(self.cols as u64).to_le_bytes());
+        for d in self.image_shape.unwrap_or([0; 3]) {
+            hasher.update(&(d as u64).to_le_bytes());
+        }
+        match &self.storage {
+            Storage::U8 {
+                data,
+                scale,
+                offset,
+            } => {
+                hasher.update(b"u8");
+                hasher.update(&scale.to_le_bytes());
+                hasher.update(&offset.to_le_bytes());
+                hasher.update(data);
+            }
+            Storage::F64(values) => {
+                hasher.update(b"f64");
+                for v in values {
+                    hasher.update(&v.to_le_bytes());
+                }
+            }
+            Storage::Tokens {
+                ids,
+                lengths,
+                vocab_size,
+            } => {
+                hasher.update(b"tokens");
+                hasher.update(&(*vocab_size as u64).to_le_bytes());
+                for v in ids.iter().chain(lengths) {
+                    hasher.update(&v.to_le_bytes());
+                }
+            }
+        }
+    }
+}
+
+impl Dataset {
+    /// A fingerprint of the samples (every stored value, label and shape, in order): CRC-32 of
+    /// them with the sample count, e.g. `60000:1b2c3d4e`. A checkpoint keeps it so that a resumed
+    /// run can tell that its data files changed.
+    pub fn fingerprint(&self) -> String {
+        let mut hasher = crc32fast::Hasher::new();
+        self.features.hash_into(&mut hasher);
+        match &self.targets {
+            Targets::Classes {
+                labels,
+                num_classes,
+            } => {
+                hasher.update(b"classes");
+                hasher.update(&(*num_classes as u64).to_le_bytes());
+                for l in labels {
+                    hasher.update(&l.to_le_bytes());
+                }
+            }
+            Targets::Values(values) => {
+                hasher.update(b"values");
+                values.hash_into(&mut hasher);
+            }
+            Targets::Reconstruction => hasher.update(b"reconstruction"),
+        }
+        format!("{}:{:08x}", self.len(), hasher.finalize())
+    }
+}
+
 impl Dataset {
     /// Pairs features with targets, checking that they are for the same number of samples and
     /// that every class label is below the number of classes.
@@ -476,6 +545,33 @@ impl Splits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fingerprint_changes_with_any_value_label_or_shape() {
+        let make = |bytes: Vec<u8>, labels: Vec<u32>| {
+            let features = Features::from_u8(2, 2, bytes, 1.0 / 255.0, 0.0).unwrap();
+            Dataset::new(
+                features,
+                Targets::Classes {
+                    labels,
+                    num_classes: 3,
+                },
+            )
+            .unwrap()
+        };
+        let base = make(vec![1, 2, 3, 4], vec![0, 2]);
+        let print = base.fingerprint();
+        assert!(print.starts_with("2:"), "{print}");
+        assert_eq!(print, make(vec![1, 2, 3, 4], vec![0, 2]).fingerprint());
+        assert_ne!(print, make(vec![1, 2, 3, 5], vec![0, 2]).fingerprint());
+        assert_ne!(print, make(vec![1, 2, 3, 4], vec![1, 2]).fingerprint());
+        let reshaped = Dataset::new(
+            Features::from_u8(1, 4, vec![1, 2, 3, 4], 1.0 / 255.0, 0.0).unwrap(),
+            Targets::Reconstruction,
+        )
+        .unwrap();
+        assert_ne!(print, reshaped.fingerprint());
+    }
 
     #[test]
     fn mnist_scaling_is_exactly_byte_over_255_in_f32_and_f64() {

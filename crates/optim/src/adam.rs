@@ -174,15 +174,12 @@ impl StepSizeOptimizer for Adam {
         dtype: DType,
     ) -> Result<(), OptimError> {
         state.expect_kind(self.kind())?;
-        self.t = state.scalar("t")? as u64;
-        self.moments = if state.buffers.contains_key("m") {
-            Some((
-                state.buffer("m", device, dtype)?,
-                state.buffer("v", device, dtype)?,
-            ))
-        } else {
-            None
+        let t = state.step_counter("t")?;
+        self.moments = match state.optional_buffer("m", device, dtype)? {
+            Some(m) => Some((m, state.buffer("v", device, dtype)?)),
+            None => None,
         };
+        self.t = t;
         Ok(())
     }
 }

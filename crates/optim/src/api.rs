@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{DType, Device, Tensor, TensorData};
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use burn::tensor::{DType, Device, Tensor};
 
 use crate::OptimError;
 use crate::vector::ParamList;
@@ -135,10 +136,18 @@ pub trait StepSizeOptimizer: Send {
         None
     }
 
-    /// Everything the method carries across steps, for checkpoints.
+    /// Everything the method carries across steps, for checkpoints: a resumed run that loads it
+    /// into a fresh optimizer built from the same config (with the trainer's `begin_epoch` for
+    /// the epoch it resumes in, before or after the load) continues bit for bit as the
+    /// uninterrupted run would, one-time warnings included.
+    ///
+    /// No sync and no copy: the buffers are the optimizer's own device tensors (clones of
+    /// refcounted handles, which later updates do not overwrite).
     fn state(&self) -> OptimizerState;
 
-    /// Restores what [`state`](Self::state) saved; tensors are created on `device` as `dtype`.
+    /// Restores what [`state`](Self::state) saved; buffers are moved to `device` and cast to
+    /// `dtype` where they differ. Fails with [`OptimError::StateMismatch`] on a state of another
+    /// kind, a missing or out-of-range scalar, or a missing buffer.
     fn load_state(
         &mut self,
         state: &OptimizerState,
@@ -147,15 +156,30 @@ pub trait StepSizeOptimizer: Send {
     ) -> Result<(), OptimError>;
 }
 
-/// Serializable optimizer state: named scalars and named parameter-shaped buffers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+/// An optimizer's state for checkpoints: named scalars and named device tensors.
+///
+/// The trainer writes both into its checkpoint (the tensors in the dtype the optimizer keeps
+/// them, without widening) and rebuilds the state from it on resume. Nothing here is read back
+/// from the device: building a state costs no sync and no copy.
+///
+/// [`with_buffer`](Self::with_buffer) also records each buffer's tensor count as the scalar
+/// `buffer.<name>`, so that a state whose tensors went missing on the way (a checkpoint that
+/// lost a file) fails to load naming the buffer, instead of resuming with a fresh one.
+#[derive(Clone, Default)]
 pub struct OptimizerState {
     /// The optimizer's `kind`, checked on load.
     pub kind: String,
-    /// Scalar state (step size, step counter, ...).
+    /// Scalar state (step size, step counter, flags as 0/1, ...), and the `buffer.<name>`
+    /// tensor counts of the buffers.
     pub scalars: BTreeMap<String, f64>,
-    /// Parameter-shaped state (momentum buffer, previous gradient, ...), one `Vec` per tensor.
-    pub buffers: BTreeMap<String, Vec<Vec<f64>>>,
+    /// Parameter-shaped state (momentum buffer, previous gradient, ...), one device tensor per
+    /// parameter tensor, in the dtype the optimizer keeps it (no read-back, no widening).
+    pub buffers: BTreeMap<String, Vec<Tensor<1>>>,
+}
+
+/// The scalar that records how many tensors buffer `name` has.
+fn buffer_key(name: &str) -> String {
+    format!("buffer.{name}")
 }
 
 impl OptimizerState {
@@ -173,30 +197,48 @@ impl OptimizerState {
         self
     }
 
-    /// Adds a parameter-shaped buffer (reads it back from the device: a sync point).
+    /// Adds a flag, as the scalar 1 (true) or 0 (false); read it with [`flag`](Self::flag).
+    pub fn with_flag(self, name: &str, value: bool) -> Self {
+        self.with_scalar(name, if value { 1.0 } else { 0.0 })
+    }
+
+    /// Adds a parameter-shaped buffer: clones of the tensor handles (no sync, no copy), and
+    /// its tensor count as the scalar `buffer.<name>`.
     pub fn with_buffer(mut self, name: &str, tensors: &[Tensor<1>]) -> Self {
-        let host = tensors
-            .iter()
-            .map(|t| {
-                t.to_data()
-                    .try_into_vec_as::<f64>()
-                    .expect("a float tensor always converts to f64")
-            })
-            .collect();
-        self.buffers.insert(name.to_string(), host);
+        self.scalars.insert(buffer_key(name), tensors.len() as f64);
+        self.buffers.insert(name.to_string(), tensors.to_vec());
         self
     }
 
-    /// Checks that this state belongs to `kind`.
+    /// Checks that this state belongs to `kind`, and that it is whole: every buffer its
+    /// `buffer.<name>` scalars record is present, with that many tensors.
     pub fn expect_kind(&self, kind: &str) -> Result<(), OptimError> {
-        if self.kind == kind {
-            Ok(())
-        } else {
-            Err(OptimError::StateMismatch(format!(
+        if self.kind != kind {
+            return Err(OptimError::StateMismatch(format!(
                 "state is for `{}`, optimizer is `{kind}`",
                 self.kind
-            )))
+            )));
         }
+        for (key, count) in &self.scalars {
+            let Some(name) = key.strip_prefix("buffer.") else {
+                continue;
+            };
+            match self.buffers.get(name) {
+                None => {
+                    return Err(OptimError::StateMismatch(format!(
+                        "missing buffer `{name}`"
+                    )));
+                }
+                Some(tensors) if tensors.len() as f64 != *count => {
+                    return Err(OptimError::StateMismatch(format!(
+                        "buffer `{name}` has {} tensors, the state records {count}",
+                        tensors.len()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Reads a scalar.
@@ -231,23 +273,185 @@ impl OptimizerState {
         }
     }
 
-    /// Rebuilds a buffer on `device` as `dtype`.
+    /// Reads a flag written by [`with_flag`](Self::with_flag): exactly 0 or 1.
+    pub fn flag(&self, name: &str) -> Result<bool, OptimError> {
+        let value = self.scalar(name)?;
+        if value == 0.0 || value == 1.0 {
+            Ok(value == 1.0)
+        } else {
+            Err(OptimError::StateMismatch(format!(
+                "flag `{name}` must be 0 or 1, got {value}"
+            )))
+        }
+    }
+
+    /// A buffer's tensors, moved to `device` and cast to `dtype` where they differ (no copy
+    /// where they already match).
     pub fn buffer(
         &self,
         name: &str,
         device: &Device,
         dtype: DType,
     ) -> Result<ParamList, OptimError> {
-        let host = self
+        let tensors = self
             .buffers
             .get(name)
             .ok_or_else(|| OptimError::StateMismatch(format!("missing buffer `{name}`")))?;
-        Ok(host
+        Ok(tensors
             .iter()
-            .map(|v| {
-                let n = v.len();
-                Tensor::from_data(TensorData::new(v.clone(), [n]), (device, dtype))
+            .map(|t| {
+                let t = if t.device() == *device {
+                    t.clone()
+                } else {
+                    t.clone().to_device(device)
+                };
+                if t.dtype() == dtype { t } else { t.cast(dtype) }
             })
             .collect())
+    }
+
+    /// A buffer that exists only after the first update (or only in some configurations):
+    /// `None` when the state has none, as [`buffer`](Self::buffer) otherwise.
+    pub fn optional_buffer(
+        &self,
+        name: &str,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Option<ParamList>, OptimError> {
+        if self.buffers.contains_key(name) || self.scalars.contains_key(&buffer_key(name)) {
+            self.buffer(name, device, dtype).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Kind, scalars, and for each buffer its tensor count, lengths and dtype: never the values
+/// (that would read them back from the device).
+impl fmt::Debug for OptimizerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// One buffer, described without its values.
+        struct Summary<'a>(&'a [Tensor<1>]);
+
+        impl fmt::Debug for Summary<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let lengths: Vec<usize> = self.0.iter().map(|t| t.dims()[0]).collect();
+                let mut dtypes: Vec<DType> = Vec::new();
+                for t in self.0 {
+                    let dtype = t.dtype();
+                    if !dtypes.contains(&dtype) {
+                        dtypes.push(dtype);
+                    }
+                }
+                write!(f, "{} tensors, lengths {lengths:?}, ", self.0.len())?;
+                match dtypes.as_slice() {
+                    [one] => write!(f, "{one:?}"),
+                    many => write!(f, "dtypes {many:?}"),
+                }
+            }
+        }
+
+        let buffers: BTreeMap<&str, Summary<'_>> = self
+            .buffers
+            .iter()
+            .map(|(name, tensors)| (name.as_str(), Summary(tensors)))
+            .collect();
+        f.debug_struct("OptimizerState")
+            .field("kind", &self.kind)
+            .field("scalars", &self.scalars)
+            .field("buffers", &buffers)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{device, list, values};
+
+    #[test]
+    fn with_buffer_records_the_tensor_count_and_debug_shows_shapes_not_values() {
+        let d = device();
+        let m = list(&[&[1.25, -2.5], &[3.75]], &d);
+        let state = OptimizerState::new("adam")
+            .with_scalar("t", 2.0)
+            .with_buffer("m", &m);
+        assert_eq!(state.scalar("buffer.m").unwrap(), 2.0);
+        assert_eq!(values(&state.buffers["m"]), values(&m));
+        let debug = format!("{state:?}");
+        for part in [
+            "\"adam\"",
+            "\"t\": 2.0",
+            "\"m\": 2 tensors, lengths [2, 1], F64",
+        ] {
+            assert!(debug.contains(part), "{part:?} missing: {debug}");
+        }
+        for value in ["1.25", "2.5", "3.75"] {
+            assert!(!debug.contains(value), "{value} printed: {debug}");
+        }
+        assert!(state.expect_kind("adam").is_ok());
+        let err = state.expect_kind("sgd").unwrap_err();
+        assert!(matches!(err, OptimError::StateMismatch(_)), "{err}");
+    }
+
+    #[test]
+    fn buffer_casts_to_the_requested_dtype_and_names_a_missing_buffer() {
+        let d = device();
+        let state =
+            OptimizerState::new("sgd").with_buffer("momentum", &list(&[&[0.1, 2.0], &[-3.0]], &d));
+        let same = state.buffer("momentum", &d, DType::F64).unwrap();
+        assert!(same.iter().all(|t| t.dtype() == DType::F64));
+        assert_eq!(values(&same), vec![vec![0.1, 2.0], vec![-3.0]]);
+        let narrow = state.buffer("momentum", &d, DType::F32).unwrap();
+        assert!(narrow.iter().all(|t| t.dtype() == DType::F32));
+        assert_eq!(
+            values(&narrow),
+            vec![vec![f64::from(0.1f32), 2.0], vec![-3.0]]
+        );
+        let err = state.buffer("m", &d, DType::F64).unwrap_err();
+        assert!(err.to_string().contains("missing buffer `m`"), "{err}");
+        assert!(
+            state
+                .optional_buffer("m", &d, DType::F64)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            state
+                .optional_buffer("momentum", &d, DType::F64)
+                .unwrap()
+                .map(|b| b.len()),
+            Some(2)
+        );
+        // The tensor count recorded with the buffer is checked on load.
+        let mut lost = state.clone();
+        lost.buffers.clear();
+        let err = lost.expect_kind("sgd").unwrap_err();
+        assert!(
+            err.to_string().contains("missing buffer `momentum`"),
+            "{err}"
+        );
+        assert!(lost.optional_buffer("momentum", &d, DType::F64).is_err());
+        let mut short = state;
+        short.buffers.get_mut("momentum").unwrap().pop();
+        let err = short.expect_kind("sgd").unwrap_err();
+        assert!(
+            err.to_string().contains("`momentum` has 1 tensors"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn flags_are_zero_or_one() {
+        let state = OptimizerState::new("sls")
+            .with_flag("yes", true)
+            .with_flag("no", false)
+            .with_scalar("half", 0.5);
+        assert!(state.flag("yes").unwrap());
+        assert!(!state.flag("no").unwrap());
+        for name in ["half", "absent"] {
+            let err = state.flag(name).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 }

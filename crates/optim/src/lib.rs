@@ -17,8 +17,11 @@
 //!   trainer; optimizers never see files).
 //! - Whole-model math lives in [`vector`] (`dot`, `sq_norm`, `add_scaled`, per-tensor variants),
 //!   accumulated in f64; each function returning a number is one device-to-host sync.
-//! - State across steps is the optimizer's own, exported as a serializable [`OptimizerState`]
-//!   for checkpoints.
+//! - State across steps is the optimizer's own, exported for checkpoints as an
+//!   [`OptimizerState`]: a set of named scalars and named device tensors (in the dtype the
+//!   optimizer keeps them, never read back by this crate) that the trainer writes into its
+//!   checkpoints. Loading it into a fresh optimizer resumes the run bit for bit, one-time
+//!   warnings included (`resume_tests` checks every kind).
 //! - [`OptimizerConfig`] mirrors the `[optimizer]` TOML section, one variant per `kind`.
 //! - Methods that compare losses at shifted weights (LossGrad, SLS, Gorti-Ravaut, naive GD-TLR)
 //!   detect a step too small to change the loss at the run's precision, count it in an
@@ -65,6 +68,8 @@ pub mod vector;
 pub mod wngrad;
 pub mod yellowfin;
 
+#[cfg(test)]
+mod resume_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -142,11 +142,7 @@ impl StepSizeOptimizer for Sgd {
         dtype: DType,
     ) -> Result<(), OptimError> {
         state.expect_kind(self.kind())?;
-        self.buf = if state.buffers.contains_key("momentum") {
-            Some(state.buffer("momentum", device, dtype)?)
-        } else {
-            None
-        };
+        self.buf = state.optional_buffer("momentum", device, dtype)?;
         Ok(())
     }
 }

@@ -151,7 +151,7 @@ pub struct Sls {
     batches_per_epoch: usize,
     /// What an unmeasured trial does.
     unmeasured: Unmeasured,
-    /// Whether the unmeasured-step warning was given (not saved state).
+    /// Whether the unmeasured-step warning was given (saved state: a resumed run does not repeat it).
     warning: OnceWarning,
 }
 
@@ -282,9 +282,11 @@ impl StepSizeOptimizer for Sls {
     }
 
     fn state(&self) -> OptimizerState {
-        OptimizerState::new(self.kind())
-            .with_scalar("eta", self.eta)
-            .with_scalar("batches_per_epoch", self.batches_per_epoch as f64)
+        self.warning.save(
+            OptimizerState::new(self.kind())
+                .with_scalar("eta", self.eta)
+                .with_scalar("batches_per_epoch", self.batches_per_epoch as f64),
+        )
     }
 
     fn load_state(
@@ -295,8 +297,12 @@ impl StepSizeOptimizer for Sls {
     ) -> Result<(), OptimError> {
         state.expect_kind(self.kind())?;
         let eta = state.positive_scalar("eta")?;
+        let batches_per_epoch = state.step_counter("batches_per_epoch")?;
+        self.warning = OnceWarning::load(state)?;
         self.eta = eta;
-        self.batches_per_epoch = (state.scalar("batches_per_epoch")? as usize).max(1);
+        self.batches_per_epoch = usize::try_from(batches_per_epoch)
+            .unwrap_or(usize::MAX)
+            .max(1);
         Ok(())
     }
 }

@@ -167,8 +167,11 @@ impl StepSizeOptimizer for Sps {
     ) -> Result<(), OptimError> {
         state.expect_kind(self.kind())?;
         let gamma = state.positive_scalar("gamma")?;
+        let batches_per_epoch = state.step_counter("batches_per_epoch")?;
         self.gamma = gamma;
-        self.batches_per_epoch = (state.scalar("batches_per_epoch")? as usize).max(1);
+        self.batches_per_epoch = usize::try_from(batches_per_epoch)
+            .unwrap_or(usize::MAX)
+            .max(1);
         Ok(())
     }
 }

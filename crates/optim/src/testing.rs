@@ -1,8 +1,10 @@
 //! Test helpers: f64 parameter lists on ndarray and analytic quadratics.
 
+use std::collections::BTreeMap;
+
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
-use crate::api::{LossProbe, StepInput, StepOutput, StepSizeOptimizer};
+use crate::api::{LossProbe, OptimizerState, StepInput, StepOutput, StepSizeOptimizer};
 use crate::vector::ParamList;
 
 #[allow(deprecated)] // ndarray is deprecated upstream; this project keeps it working and tested.
@@ -108,4 +110,29 @@ pub fn step_with(
         probe: &mut probe,
         holdout: None,
     })
+}
+
+/// An optimizer state read back to the host, for comparing states in tests: the kind, the
+/// scalars, and each buffer's dtypes and values.
+#[derive(Debug, PartialEq)]
+pub struct HostState {
+    pub kind: String,
+    pub scalars: BTreeMap<String, f64>,
+    pub buffers: BTreeMap<String, (Vec<DType>, Vec<Vec<f64>>)>,
+}
+
+/// `state` read back to the host (one sync per tensor).
+pub fn host(state: &OptimizerState) -> HostState {
+    HostState {
+        kind: state.kind.clone(),
+        scalars: state.scalars.clone(),
+        buffers: state
+            .buffers
+            .iter()
+            .map(|(name, tensors)| {
+                let dtypes = tensors.iter().map(|t| t.dtype()).collect();
+                (name.clone(), (dtypes, values(tensors)))
+            })
+            .collect(),
+    }
 }

@@ -231,7 +231,8 @@ pub struct GdTlr {
     /// g_{t−1}, the previous update's gradient (`efficient`, `fixed_eta`); `None` stands for
     /// g_{−1} = 0 before the first update, and always for `naive`.
     prev_grad: Option<ParamList>,
-    /// Whether the unmeasured-step warning was given (`naive`; not saved state).
+    /// Whether the unmeasured-step warning was given (`naive`; saved state: a resumed run does
+    /// not repeat it).
     warning: OnceWarning,
 }
 
@@ -348,7 +349,9 @@ impl StepSizeOptimizer for GdTlr {
     }
 
     fn state(&self) -> OptimizerState {
-        let state = OptimizerState::new(self.kind()).with_scalar("alpha", self.alpha);
+        let state = self
+            .warning
+            .save(OptimizerState::new(self.kind()).with_scalar("alpha", self.alpha));
         match &self.prev_grad {
             Some(g) => state.with_buffer("prev_grad", g),
             None => state,
@@ -362,12 +365,15 @@ impl StepSizeOptimizer for GdTlr {
         dtype: DType,
     ) -> Result<(), OptimError> {
         state.expect_kind(self.kind())?;
-        self.alpha = state.scalar("alpha")?;
-        self.prev_grad = if state.buffers.contains_key("prev_grad") {
-            Some(state.buffer("prev_grad", device, dtype)?)
-        } else {
-            None
-        };
+        let alpha = state.scalar("alpha")?;
+        if !alpha.is_finite() {
+            return Err(OptimError::StateMismatch(format!(
+                "`alpha` must be a finite number, got {alpha}"
+            )));
+        }
+        self.prev_grad = state.optional_buffer("prev_grad", device, dtype)?;
+        self.warning = OnceWarning::load(state)?;
+        self.alpha = alpha;
         Ok(())
     }
 }
@@ -660,13 +666,7 @@ impl Windows {
         for i in 0..tensors {
             alphas.push(state.scalar(&format!("alpha.{i}"))?);
         }
-        let buffer = |name: &str| -> Result<Option<ParamList>, OptimError> {
-            if state.buffers.contains_key(name) {
-                Ok(Some(state.buffer(name, device, dtype)?))
-            } else {
-                Ok(None)
-            }
-        };
+        let buffer = |name: &str| state.optional_buffer(name, device, dtype);
         let (buf, anchor, prev_window) = (
             buffer("momentum")?,
             buffer("anchor")?,
@@ -895,7 +895,7 @@ impl StepSizeOptimizer for SgdTlrPerLayer {
 mod tests {
     use super::*;
     use crate::api::LossProbe;
-    use crate::testing::{Quadratic, device, list, step_with, values};
+    use crate::testing::{Quadratic, device, host, list, step_with, values};
 
     // ---- host-side helpers (plain f64, independent of the implementation) --------------------
 
@@ -1570,7 +1570,7 @@ mod tests {
                     "{name}: weights moved"
                 );
                 assert!(out.diagnostics.iter().all(|v| v.is_nan()), "{name}");
-                assert_eq!(opt.state(), before, "{name}: state changed");
+                assert_eq!(host(&opt.state()), host(&before), "{name}: state changed");
                 assert_eq!(opt.current_lr(), lr, "{name}");
             }
             // The state still works: the next good step moves the weights.
@@ -1613,7 +1613,7 @@ mod tests {
             }
             let state = opt.state();
             other.load_state(&state, &d, DType::F64).unwrap();
-            assert_eq!(other.state(), state, "{name}");
+            assert_eq!(host(&other.state()), host(&state), "{name}");
             assert_eq!(other.current_lr(), opt.current_lr(), "{name}");
             // No begin_epoch on `other`: N must come back from the state.
             let mut p2 = params.clone();

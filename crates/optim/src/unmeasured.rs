@@ -21,6 +21,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::OptimError;
+use crate::api::OptimizerState;
+
 /// How a method treats a step whose change of the loss it could not measure
 /// (`optimizer.unmeasured`; see the [module documentation](self)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -37,14 +40,29 @@ pub enum Unmeasured {
 
 /// The one-time warning about unmeasured steps: remembers whether it was given this run.
 ///
-/// Not part of an optimizer's saved state: a resumed run warns again on its first unmeasured
-/// step.
+/// Part of the optimizer's saved state (the flag [`WARNED`]): a resumed run does not repeat a
+/// warning the run already gave.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct OnceWarning {
     warned: bool,
 }
 
+/// The name of the saved flag of [`OnceWarning`] in an optimizer's state.
+pub(crate) const WARNED: &str = "warned_unmeasured";
+
 impl OnceWarning {
+    /// Adds the flag to an optimizer's state.
+    pub(crate) fn save(&self, state: OptimizerState) -> OptimizerState {
+        state.with_flag(WARNED, self.warned)
+    }
+
+    /// Reads the flag from an optimizer's state (a StateMismatch when absent or not 0/1).
+    pub(crate) fn load(state: &OptimizerState) -> Result<Self, OptimError> {
+        Ok(Self {
+            warned: state.flag(WARNED)?,
+        })
+    }
+
     /// `Some(message())` on the first unmeasured step of the run, `None` otherwise.
     pub(crate) fn check(
         &mut self,

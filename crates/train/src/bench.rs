@@ -17,14 +17,15 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use steplab_models::{
-    Input, InputShape, Mode, Model, ModelConfig, StepNoise, Target, Task, init_params, init_state,
+    Input, InputShape, Model, ModelConfig, StepNoise, Target, Task, init_params, init_state,
 };
-use steplab_optim::{LossProbe, OptimizerConfig, StepInput};
+use steplab_optim::{LossProbe, OptimizerConfig};
 
 use crate::backend::{self, Compute};
 use crate::config::{BackendKind, ConfigError, Precision};
 use crate::data::Batch;
-use crate::trainer::{BatchProbe, Graded, Pass, loss_and_grad};
+use crate::passes::{BatchProbe, Pass};
+use crate::state::{EpochTotals, Position, StepOutcome, Stepper, TrainState};
 
 /// Arguments of `train bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -547,85 +548,84 @@ fn random_batches(compute: &Compute, bench: BenchModel, count: usize) -> Vec<Bat
         .collect()
 }
 
-/// One timed method in a child process: its optimizer (none for the bare forward pass) and its
-/// own weights.
+/// One timed method in a child process: a training state of its own (for the bare forward
+/// pass, only its weights are used), stepped by the trainer's own [`Stepper`].
 struct Runner {
-    optimizer: Option<Box<dyn steplab_optim::StepSizeOptimizer>>,
-    params: Vec<Tensor<1>>,
-    /// The model's running statistics, updated by each training pass.
-    state: Vec<Tensor<1>>,
-    device: burn::tensor::Device,
-    dtype: burn::tensor::DType,
-    at: usize,
+    state: TrainState,
+    /// Times forward passes instead of updates.
+    forward_only: bool,
     /// Seconds per step of each round.
     times: Vec<f64>,
 }
 
+/// Batches per epoch the optimizers are told (as LossGrad's MNIST MLP has).
+const BENCH_BATCHES_PER_EPOCH: usize = 600;
+
 impl Runner {
     fn new(spec: &Method, model: &dyn Model, compute: &Compute) -> Result<Self> {
-        let optimizer = if spec.name == "forward" {
-            None
+        let forward_only = spec.name == "forward";
+        let toml_text = if forward_only {
+            "kind = \"sgd\""
         } else {
-            let config: OptimizerConfig = toml::from_str(spec.toml)?;
-            let mut opt = config.build()?;
-            opt.begin_epoch(1, 600);
-            Some(opt)
+            spec.toml
         };
-        Ok(Self {
-            optimizer,
+        let config: OptimizerConfig = toml::from_str(toml_text)?;
+        let optimizer = config.build()?;
+        let mut state = TrainState {
             params: init_params(model.param_specs(), 0, &compute.device, compute.dtype),
-            state: init_state(model.state_specs(), 0, &compute.device, compute.dtype),
-            device: compute.device.clone(),
-            dtype: compute.dtype,
-            at: 0,
+            model_state: init_state(model.state_specs(), 0, &compute.device, compute.dtype),
+            last_lr: optimizer.current_lr(),
+            optimizer,
+            position: Position::START,
+            totals: EpochTotals::new(model),
+            train_seconds: 0.0,
+        };
+        stepper(model, compute).begin_epoch(&mut state);
+        Ok(Self {
+            state,
+            forward_only,
             times: Vec::new(),
         })
     }
 
     /// Runs `n` steps (or forward passes) and returns the seconds per step.
-    fn run(&mut self, n: usize, model: &dyn Model, batches: &[Batch]) -> f64 {
+    fn run(&mut self, n: usize, model: &dyn Model, compute: &Compute, batches: &[Batch]) -> f64 {
+        let stepper = stepper(model, compute);
         let started = Instant::now();
         for _ in 0..n {
-            let batch = &batches[self.at % batches.len()];
-            self.at += 1;
-            let noise = StepNoise::new(0, self.at as u64, &self.device, self.dtype);
-            let pass = Pass {
-                model,
-                state: &self.state,
-                noise: &noise,
-                l2: 0.0,
-            };
-            let mut probe = BatchProbe { pass, batch };
-            match &mut self.optimizer {
-                None => {
-                    let _ = probe.loss_at(&self.params);
-                }
-                Some(opt) => {
-                    let Graded {
-                        loss,
-                        grads,
-                        new_state,
-                        ..
-                    } = loss_and_grad(&pass, &self.params, batch, Mode::Train);
-                    let params = std::mem::take(&mut self.params);
-                    self.params = opt
-                        .step(StepInput {
-                            params,
-                            loss,
-                            grads,
-                            probe: &mut probe,
-                            holdout: None,
-                        })
-                        .params;
-                    if let Some(state) = new_state {
-                        self.state = state;
-                    }
-                }
+            let at = self.state.position.step as usize;
+            let batch = &batches[at % batches.len()];
+            if self.forward_only {
+                self.state.position.step += 1;
+                let noise = StepNoise::new(0, at as u64 + 1, &compute.device, compute.dtype);
+                let pass = Pass {
+                    model,
+                    state: &self.state.model_state,
+                    noise: &noise,
+                    l2: 0.0,
+                };
+                let _ = BatchProbe { pass, batch }.loss_at(&self.state.params);
+            } else if let StepOutcome::NonFiniteLoss = stepper.step(&mut self.state, batch) {
+                // Random inputs keep the loss finite; skip the batch if one ever is not.
+                self.state.position.step += 1;
             }
         }
         // Make sure queued work is done before the clock stops.
-        let _ = self.params[0].clone().sum().into_data();
+        let _ = self.state.params[0].clone().sum().into_data();
         started.elapsed().as_secs_f64() / n as f64
+    }
+}
+
+/// The trainer's stepper for a benchmark: seed 0, no L2, schedule or held-out split.
+fn stepper<'a>(model: &'a dyn Model, compute: &'a Compute) -> Stepper<'a> {
+    Stepper {
+        model,
+        compute,
+        seed: 0,
+        l2: 0.0,
+        schedule: None,
+        batches_per_epoch: BENCH_BATCHES_PER_EPOCH,
+        holdout: None,
     }
 }
 
@@ -656,13 +656,13 @@ fn child(backend: &str, name: &str, bench: BenchModel, steps: usize, rounds: usi
         .map(|s| Runner::new(s, model, &compute))
         .collect::<Result<Vec<_>>>()?;
     for runner in &mut runners {
-        runner.run(10, model, &batches); // warm-up
+        runner.run(10, model, &compute, &batches); // warm-up
     }
     // Rounds alternate between the runners so that the machine's drift hits all of them.
     let per_round = steps.div_ceil(rounds.max(1)).max(1);
     for _ in 0..rounds.max(1) {
         for runner in &mut runners {
-            let t = runner.run(per_round, model, &batches);
+            let t = runner.run(per_round, model, &compute, &batches);
             runner.times.push(t);
         }
     }

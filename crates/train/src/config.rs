@@ -5,6 +5,7 @@
 //! unknown keys and wrong types with the key's dotted path; the trainer then validates values and
 //! builds real objects (data, model, optimizer), again naming the key on error.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -269,6 +270,13 @@ pub struct TrainingConfig {
     /// gradient only, outside the loss.
     #[serde(default)]
     pub l2: f64,
+    /// Write `checkpoint.safetensors` at the end of every epoch (and every `checkpoint_steps`
+    /// updates, and when a signal stops the run), so that `train --resume` can continue.
+    #[serde(default = "TrainingConfig::default_true")]
+    pub checkpoint: bool,
+    /// Also checkpoint every this many updates, if set (for long epochs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_steps: Option<u64>,
 }
 
 impl TrainingConfig {
@@ -287,6 +295,8 @@ impl Default for TrainingConfig {
             max_steps: None,
             evaluate: true,
             l2: 0.0,
+            checkpoint: true,
+            checkpoint_steps: None,
         }
     }
 }
@@ -395,7 +405,53 @@ fn check(config: &Config) -> Result<(), ConfigError> {
             "must be at least 1 (leave it out to train every epoch)",
         ));
     }
+    if config.training.checkpoint_steps == Some(0) {
+        return Err(ConfigError::key(
+            "training.checkpoint_steps",
+            "must be at least 1 (leave it out to checkpoint at the end of each epoch only)",
+        ));
+    }
     Ok(())
+}
+
+/// The keys (dotted paths) whose values differ between two configs, each as
+/// `key (a → b)`; `run.name` and `run.out_dir` are left out (they name the run directory, not
+/// the run).
+pub fn differences(a: &Config, b: &Config) -> Vec<String> {
+    fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+        match value {
+            toml::Value::Table(table) => {
+                for (key, value) in table {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    flatten(&path, value, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let table = |c: &Config| {
+        let mut out = BTreeMap::new();
+        let value = toml::Value::try_from(c).expect("the config always serializes");
+        flatten("", &value, &mut out);
+        out.remove("run.name");
+        out.remove("run.out_dir");
+        out
+    };
+    let (a, b) = (table(a), table(b));
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "unset".into());
+            format!("{k} ({} → {})", show(a.get(k)), show(b.get(k)))
+        })
+        .collect()
 }
 
 /// Removes one `--unset KEY` (a dotted path) from the config table; a key that is not there is an

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! train --config FILE [--set KEY=VALUE]... [--unset KEY]... [--out DIR] [--overwrite]
+//! train --config FILE --dry-run
+//! train --resume DIR [--config FILE] [--set KEY=VALUE]... [--force]
 //! train bench [--steps N] [--rounds R] [--pytorch]
 //! ```
 //! Exit status: 0 when the run finished or was recorded as diverged, 2 for a bad command line or
@@ -42,8 +44,19 @@ struct Cli {
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Replace an earlier run in the run directory (its files are removed first).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
+    /// Continue the run in DIR from its checkpoint (with its own config, or --config/--set
+    /// changes when --force is given).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["out", "dry_run"])]
+    resume: Option<PathBuf>,
+    /// With --resume: accept a config or data that differ from the checkpoint's.
+    #[arg(long, requires = "resume")]
+    force: bool,
+    /// Check everything (config, data, model, optimizer), take one trial step in memory, print
+    /// the resolved config, sizes and the checkpoint size, and exit without writing anything.
+    #[arg(long)]
+    dry_run: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -115,10 +128,30 @@ fn run(cli: Cli, stop: &AtomicBool) -> anyhow::Result<Option<RunStatus>> {
         bench::run(&args)?;
         return Ok(None);
     }
+    if let Some(dir) = cli.resume {
+        let request = trainer::ResumeRequest {
+            config: cli.config,
+            unset: cli.unset,
+            set: cli.set,
+            force: cli.force,
+        };
+        let status = trainer::resume(&dir, &request, stop)?;
+        eprintln!("run directory: {}", dir.display());
+        return Ok(Some(status));
+    }
     let Some(path) = cli.config else {
         return Err(ConfigError("missing --config FILE (see train --help)".into()).into());
     };
     let config = config::load(&path, &cli.unset, &cli.set)?;
+    if cli.dry_run {
+        let report = trainer::dry_run(&config, stop)?;
+        println!("{}", report.config.trim_end());
+        println!();
+        for line in &report.lines {
+            println!("# {line}");
+        }
+        return Ok(None);
+    }
     let run_dir = match cli.out {
         Some(dir) => dir,
         None => config

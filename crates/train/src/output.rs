@@ -46,6 +46,60 @@ impl CsvLog {
         Ok(log)
     }
 
+    /// Reopens `path`, written by an earlier session of the run, to append to it: the header
+    /// must be `header`, the first `keep` rows must be there and numbered 1..=`keep` in their
+    /// first column (a step or an epoch), and every row after them (logged after the
+    /// checkpoint being resumed) is cut off.
+    pub fn reopen(path: &Path, header: &[&str], keep: u64) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {} to resume it", path.display()))?;
+        let mut end = 0usize;
+        let mut lines = text.split_inclusive('\n');
+        let first = lines.next().unwrap_or("");
+        if first.trim_end_matches('\n') != header.join(",") {
+            anyhow::bail!(
+                "{}: its header is not `{}`; the run directory does not hold this run",
+                path.display(),
+                header.join(",")
+            );
+        }
+        end += first.len();
+        for n in 1..=keep {
+            let line = lines.next().filter(|l| l.ends_with('\n'));
+            let number = line.and_then(|l| l.split(',').next()?.trim().parse::<u64>().ok());
+            if number != Some(n) {
+                anyhow::bail!(
+                    "{}: row {n} is missing or out of order; the checkpoint is at row {keep}",
+                    path.display()
+                );
+            }
+            end += line.map_or(0, str::len);
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut log = Self {
+            path: path.to_path_buf(),
+            out: file,
+            columns: header.len(),
+            committed: end as u64,
+        };
+        log.out
+            .set_len(log.committed)
+            .and_then(|()| log.out.seek(SeekFrom::Start(log.committed)).map(|_| ()))
+            .with_context(|| format!("cannot cut {} back to row {keep}", path.display()))?;
+        Ok(log)
+    }
+
+    /// Flushes what was written to the disk (before a checkpoint, so that the rows it counts
+    /// survive a power loss with it).
+    pub fn sync(&self) -> Result<()> {
+        self.out
+            .sync_data()
+            .with_context(|| format!("cannot sync {}", self.path.display()))
+    }
+
     /// Appends one row (written straight to the file, no buffering).
     pub fn row(&mut self, cells: &[Cell]) -> Result<()> {
         assert_eq!(

@@ -14,12 +14,14 @@ use anyhow::{Context, Result};
 use crate::config::ConfigError;
 
 /// The files a run writes into its directory; `--overwrite` removes exactly these.
-pub const RUN_FILES: [&str; 5] = [
+pub const RUN_FILES: [&str; 7] = [
     "config.toml",
     "steps.csv",
     "epochs.csv",
     "layers.csv",
     "status",
+    crate::checkpoint::CHECKPOINT_FILE,
+    crate::checkpoint::CHECKPOINT_TMP,
 ];
 
 /// Name of the lock file inside the run directory.
@@ -37,27 +39,23 @@ impl RunDir {
         &self.path
     }
 
+    /// Takes the lock of an existing run directory to continue its run (`train --resume`);
+    /// refuses one another process holds.
+    pub fn lock(path: &Path) -> Result<Self> {
+        let lock = take_lock(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
     /// Creates `path` if needed and takes its lock; refuses a directory another process holds,
     /// and one that holds an earlier run unless `overwrite`, in which case the earlier run's
     /// files ([`RUN_FILES`]) are removed (files of other names are left alone).
     pub fn acquire(path: &Path, overwrite: bool) -> Result<Self> {
         std::fs::create_dir_all(path)
             .with_context(|| format!("cannot create run directory {}", path.display()))?;
-        let lock_path = path.join(LOCK_FILE);
-        let mut lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .with_context(|| format!("cannot open {}", lock_path.display()))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(busy(path, &mut lock).into()),
-            Err(TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
-            }
-        }
+        let lock = take_lock(path)?;
         check_reuse(path, overwrite)?;
         if overwrite {
             for name in RUN_FILES {
@@ -71,14 +69,35 @@ impl RunDir {
                 }
             }
         }
-        lock.set_len(0)
-            .and_then(|()| writeln!(lock, "{}", std::process::id()))
-            .with_context(|| format!("cannot write {}", lock_path.display()))?;
         Ok(Self {
             path: path.to_path_buf(),
             _lock: lock,
         })
     }
+}
+
+/// Opens and locks `<path>/.lock` and writes this process's id into it; refuses a lock another
+/// process holds.
+fn take_lock(path: &Path) -> Result<File> {
+    let lock_path = path.join(LOCK_FILE);
+    let mut lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Err(busy(path, &mut lock).into()),
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
+        }
+    }
+    lock.set_len(0)
+        .and_then(|()| writeln!(lock, "{}", std::process::id()))
+        .with_context(|| format!("cannot write {}", lock_path.display()))?;
+    Ok(lock)
 }
 
 /// Checks, without creating or locking anything, that `path` may become this run's directory:

@@ -13,7 +13,7 @@ use steplab_optim::{LossProbe, OptimizerConfig, StepInput};
 use steplab_train::backend::{self, Compute};
 use steplab_train::config::{BackendKind, Precision};
 use steplab_train::data::Batch;
-use steplab_train::trainer::{BatchProbe, Graded, Pass, loss_and_grad};
+use steplab_train::passes::{BatchProbe, Graded, Pass, loss_and_grad};
 
 /// What a test model reads: images `[c, h, w]` (10 classes) or token sequences (2 classes).
 #[derive(Clone, Copy)]
