@@ -579,6 +579,7 @@ impl Runner {
             position: Position::START,
             totals: EpochTotals::new(model),
             train_seconds: 0.0,
+            stopping: Default::default(),
         };
         stepper(model, compute).begin_epoch(&mut state);
         Ok(Self {

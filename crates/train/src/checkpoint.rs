@@ -56,6 +56,8 @@ struct Header {
     epoch_seconds: String,
     last_lr: String,
     train_seconds: String,
+    /// The early-stopping metric's best value so far and its epoch.
+    best: Option<(String, usize)>,
     optimizer_kind: String,
     optimizer_scalars: BTreeMap<String, String>,
     /// Buffer name → number of tensors.
@@ -187,6 +189,7 @@ pub fn save(
         epoch_seconds: format_f64(totals.seconds),
         last_lr: format_f64(state.last_lr),
         train_seconds: format_f64(state.train_seconds),
+        best: state.stopping.best.map(|(v, e)| (format_f64(v), e)),
         optimizer_kind: optimizer.kind.clone(),
         optimizer_scalars: optimizer
             .scalars
@@ -408,6 +411,10 @@ impl Checkpoint {
             };
             state.last_lr = parse_f64(&header.last_lr, "last_lr")?;
             state.train_seconds = parse_f64(&header.train_seconds, "train_seconds")?;
+            state.stopping.best = match &header.best {
+                Some((v, e)) => Some((parse_f64(v, "best")?, *e)),
+                None => None,
+            };
             Ok(())
         })();
         result.with_context(|| format!("{}: the checkpoint does not fit this run", path.display()))

@@ -13,6 +13,8 @@ use steplab_data::ConditioningMatrix;
 use steplab_models::ModelConfig;
 use steplab_optim::{OptimizerConfig, ScheduleConfig};
 
+use crate::stopping::{EarlyStoppingConfig, TargetConfig};
+
 /// A problem with the command line or the config: exit status 2, message names the key or file.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -277,6 +279,16 @@ pub struct TrainingConfig {
     /// Also checkpoint every this many updates, if set (for long epochs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_steps: Option<u64>,
+    /// A wall-clock budget in seconds of training (evaluation included, summed over resumed
+    /// sessions): the run stops after the update that uses it up, evaluates, and records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<f64>,
+    /// Early stopping on an epoch metric with patience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStoppingConfig>,
+    /// A metric value whose reaching ends the run, recording the update, epoch and seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetConfig>,
 }
 
 impl TrainingConfig {
@@ -297,6 +309,9 @@ impl Default for TrainingConfig {
             l2: 0.0,
             checkpoint: true,
             checkpoint_steps: None,
+            max_seconds: None,
+            early_stopping: None,
+            target: None,
         }
     }
 }
@@ -405,6 +420,11 @@ fn check(config: &Config) -> Result<(), ConfigError> {
             "must be at least 1 (leave it out to train every epoch)",
         ));
     }
+    crate::stopping::check(
+        config.training.max_seconds,
+        config.training.early_stopping.as_ref(),
+        config.training.target.as_ref(),
+    )?;
     if config.training.checkpoint_steps == Some(0) {
         return Err(ConfigError::key(
             "training.checkpoint_steps",

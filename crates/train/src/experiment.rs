@@ -88,6 +88,7 @@ impl Experiment {
             )
             .into());
         }
+        check_stopping_metrics(config, &prepared)?;
         if let Some(warning) = optimizer.precision_warning(compute.dtype) {
             eprintln!("warning: {warning}");
         }
@@ -134,6 +135,7 @@ impl Experiment {
             position: Position::START,
             totals: EpochTotals::new(self.model.as_ref()),
             train_seconds: 0.0,
+            stopping: Default::default(),
         })
     }
 
@@ -157,6 +159,42 @@ impl Experiment {
             }),
         }
     }
+}
+
+/// Checks that the metrics the stopping rules watch exist for this run's data.
+fn check_stopping_metrics(config: &Config, prepared: &Prepared) -> Result<(), ConfigError> {
+    let training = &config.training;
+    let watched = [
+        (
+            "training.early_stopping.metric",
+            training.early_stopping.as_ref().map(|e| e.metric),
+        ),
+        (
+            "training.target.metric",
+            training.target.as_ref().map(|t| t.metric),
+        ),
+    ];
+    for (key, metric) in watched {
+        let Some(metric) = metric else { continue };
+        let name = metric.name();
+        let problem = if metric.needs_evaluation() && !training.evaluate {
+            Some(format!("{name} needs training.evaluate = true"))
+        } else if name.starts_with("validation") && prepared.validation.is_none() {
+            Some(format!(
+                "{name} needs a validation split: set data.validation_fraction"
+            ))
+        } else if name.starts_with("test") && prepared.test.is_none() {
+            Some(format!("{name}: the dataset has no test set"))
+        } else if metric.is_accuracy() && !matches!(prepared.task, Task::Classification { .. }) {
+            Some(format!("{name} applies to classification only"))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(ConfigError::key(key, problem));
+        }
+    }
+    Ok(())
 }
 
 fn build_optimizer(config: &Config) -> Result<Box<dyn StepSizeOptimizer>> {

@@ -13,4 +13,5 @@ pub mod output;
 pub mod passes;
 pub mod rundir;
 pub mod state;
+pub mod stopping;
 pub mod trainer;

@@ -196,6 +196,14 @@ pub enum RunStatus {
         /// Which value.
         cause: Divergence,
     },
+    /// Stopped by a budget or a stopping rule (`training.max_seconds`, early stopping, a
+    /// target) after this many updates: finished, as a completed run is.
+    Stopped {
+        /// Updates done.
+        step: u64,
+        /// Which rule.
+        reason: crate::stopping::StopReason,
+    },
     /// Stopped by a signal (Ctrl-C, SIGTERM, SIGHUP) after this many updates.
     Interrupted {
         /// Updates completed.
@@ -219,6 +227,9 @@ impl RunStatus {
                     Divergence::NonFiniteStepSize => "non-finite step size",
                 };
                 format!("diverged at step {step}: {what}")
+            }
+            Self::Stopped { step, reason } => {
+                format!("stopped at step {step}: {}", reason.describe())
             }
             Self::Interrupted { step } => format!("interrupted after step {step}"),
             Self::Failed { error } => format!("failed: {}", error.replace('\n', " ")),

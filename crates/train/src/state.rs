@@ -85,6 +85,8 @@ pub struct TrainState {
     pub last_lr: f64,
     /// Seconds of training so far, over every session of the run (wall-clock budgets).
     pub train_seconds: f64,
+    /// What the stopping rules have seen.
+    pub stopping: crate::stopping::StopState,
 }
 
 /// The held-out split the optimizers probe, for methods that ask for it.

@@ -19,6 +19,7 @@ use crate::output::{Divergence, RunStatus, error_chain, write_status};
 use crate::passes::{Pass, evaluate};
 use crate::rundir::{self, RunDir};
 use crate::state::{StepOutcome, TrainState};
+use crate::stopping::StopReason;
 use anyhow::{Context, Result};
 
 /// Runs the experiment of `config` into `run_dir`. A signal (`stop`) ends it after the current
@@ -104,15 +105,16 @@ pub fn resume(run_dir: &Path, request: &ResumeRequest, stop: &AtomicBool) -> Res
         .into());
     }
     let position = checkpoint.position;
+    let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
     let finished = position.epoch > config.training.epochs
         || config
             .training
             .max_steps
-            .is_some_and(|max| position.step >= max);
+            .is_some_and(|max| position.step >= max)
+        || (differences.is_empty() && is_finished(&status));
     if finished {
-        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
         eprintln!(
-            "{}: the run is already complete at step {} ({}); nothing to do",
+            "{}: the run has already finished at step {} ({}); nothing to do",
             dir.display(),
             position.step,
             status.trim()
@@ -172,6 +174,15 @@ pub fn resume(run_dir: &Path, request: &ResumeRequest, stop: &AtomicBool) -> Res
         run(&experiment, state, &mut log, dir, stop)
     })();
     record_failure(dir, result)
+}
+
+/// Whether a `status` line records a finished run: completed, diverged (resuming it unchanged
+/// would diverge again), or stopped by a budget or rule. Interrupted and failed runs are not.
+pub fn is_finished(status: &str) -> bool {
+    let status = status.trim_start();
+    ["completed", "diverged", "stopped"]
+        .iter()
+        .any(|s| status.starts_with(s))
 }
 
 /// The config a resume runs with: the request's file (or the checkpoint's config) with the
@@ -424,6 +435,7 @@ fn run(
             .is_some_and(|max| state.position.step >= max)
     };
     let mut clock = Clock(Instant::now());
+    let mut out_of_time = None;
     while state.position.epoch <= epochs && !at_max(&state) {
         let epoch = state.position.epoch;
         stepper.begin_epoch(&mut state);
@@ -493,11 +505,43 @@ fn run(
             if at_max(&state) {
                 break;
             }
+            if let Some(budget) = config.training.max_seconds
+                && state.train_seconds >= budget
+            {
+                out_of_time = Some(budget);
+                break;
+            }
         }
-        let record = evaluate_epoch(experiment, &state, &mut clock);
+        let record = evaluate_epoch(experiment, &mut state, &mut clock);
         log.send(Event::Epoch(&record))?;
+        let stop_reason = state
+            .stopping
+            .after_epoch(
+                &record,
+                state.position.step,
+                state.train_seconds,
+                config.training.early_stopping.as_ref(),
+                config.training.target.as_ref(),
+            )
+            .or_else(|| {
+                let over = config
+                    .training
+                    .max_seconds
+                    .filter(|budget| state.train_seconds >= *budget);
+                out_of_time
+                    .or(over)
+                    .map(|budget| StopReason::TimeBudget { budget })
+            });
         stepper.end_epoch(&mut state);
         save(&state, log)?;
+        if let Some(reason) = stop_reason {
+            let status = RunStatus::Stopped {
+                step: state.position.step,
+                reason,
+            };
+            log.send(Event::Status(&status))?;
+            return Ok(status);
+        }
     }
     let status = RunStatus::Completed;
     log.send(Event::Status(&status))?;
@@ -506,7 +550,11 @@ fn run(
 
 /// The epoch's row: its training totals, and the validation and test sets evaluated at the
 /// state's weights (`Eval` mode: running statistics, no dropout).
-fn evaluate_epoch(experiment: &Experiment, state: &TrainState, clock: &mut Clock) -> EpochRecord {
+fn evaluate_epoch(
+    experiment: &Experiment,
+    state: &mut TrainState,
+    clock: &mut Clock,
+) -> EpochRecord {
     let config = &experiment.config;
     let compute = &experiment.compute;
     let prepared = &experiment.prepared;
@@ -538,7 +586,9 @@ fn evaluate_epoch(experiment: &Experiment, state: &TrainState, clock: &mut Clock
     };
     let validation = eval(&prepared.validation);
     let test = eval(&prepared.test);
-    let seconds = state.totals.seconds + clock.lap();
+    let lap = clock.lap();
+    state.train_seconds += lap;
+    let seconds = state.totals.seconds + lap;
     EpochRecord {
         epoch: state.position.epoch,
         train_loss: state.totals.loss.value(),

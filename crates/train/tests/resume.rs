@@ -1,6 +1,8 @@
 //! Checkpoints and `train --resume` end to end: a run killed anywhere and resumed ends with the
 //! same `steps.csv`, `layers.csv`, `epochs.csv` (but for `seconds`) and final state as the run
-//! that was never stopped; and every way a resume can go wrong is refused with its reason.
+//! that was never stopped; every way a resume can go wrong is refused with its reason; and the
+//! budgets and stopping rules (`max_seconds`, early stopping, a target) end runs where they say,
+//! resumed or not.
 
 mod common;
 
@@ -412,7 +414,7 @@ fn resumes_without_a_checkpoint_of_a_finished_run_or_of_a_held_directory_say_why
     let out = train(&["--resume", done.to_str().unwrap()], dir.path());
     assert!(out.status.success());
     assert!(
-        stderr(&out).contains("already complete"),
+        stderr(&out).contains("already finished"),
         "{}",
         stderr(&out)
     );
@@ -500,4 +502,123 @@ fn a_full_disk_during_a_checkpoint_fails_the_run_and_leaves_no_partial_file() {
     assert!(!run.join("checkpoint.safetensors").exists());
     assert!(!run.join("checkpoint.safetensors.tmp").exists());
     assert_eq!(read(&run.join("steps.csv")).lines().count(), 1 + 3);
+}
+
+fn status_of(run: &Path) -> String {
+    read(&run.join("status")).trim().to_string()
+}
+
+#[test]
+fn early_stopping_ends_the_run_after_patience_epochs_and_survives_a_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    // A step size too small to move the weights: the validation loss never improves.
+    let cfg = config(dir.path(), "ndarray", "kind = \"sgd\"\nlr = 1e-30");
+    let cfg = cfg.to_str().unwrap();
+    let rule = [
+        "--set",
+        "training.epochs=10",
+        "--set",
+        "training.early_stopping={metric = \"validation_loss\", patience = 2, min_delta = 1e-6}",
+    ];
+    let full = dir.path().join("full");
+    let mut args = vec!["--config", cfg, "--out", full.to_str().unwrap()];
+    args.extend(rule);
+    let out = train(&args, dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = status_of(&full);
+    assert!(
+        status.starts_with("stopped at step 24: early stopping: validation_loss did not improve \
+             for 2 epochs (best ")
+            && status.ends_with("at epoch 1)"),
+        "{status}"
+    );
+    assert_eq!(read(&full.join("epochs.csv")).lines().count(), 1 + 3);
+    // Crashed in epoch 3 (after epoch 2's checkpoint) and resumed: it stops at the same place.
+    let run = dir.path().join("run");
+    let mut args = vec!["--config", cfg, "--out", run.to_str().unwrap()];
+    args.extend(rule);
+    assert!(!train_with_fault(&args, dir.path(), "abort_after_step=19").status.success());
+    let out = train(&["--resume", run.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(status_of(&run), status);
+    assert_eq!(read(&full.join("steps.csv")), read(&run.join("steps.csv")));
+    // A stopped run is finished: resuming it unchanged does nothing.
+    let out = train(&["--resume", run.to_str().unwrap()], dir.path());
+    assert!(stderr(&out).contains("already finished"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_target_stops_the_run_recording_when_it_was_reached_and_a_time_budget_stops_it_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "ndarray", METHODS[1].1);
+    let cfg = cfg.to_str().unwrap();
+    let run = dir.path().join("target");
+    let out = train(
+        &[
+            "--config",
+            cfg,
+            "--out",
+            run.to_str().unwrap(),
+            "--set",
+            "training.target={metric = \"train_loss\", value = 100.0}",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = status_of(&run);
+    assert!(
+        status.starts_with("stopped at step 8: target train_loss ≤ 100.0 reached: ")
+            && status.contains(" at step 8, epoch 1, "),
+        "{status}"
+    );
+    let run = dir.path().join("budget");
+    let out = train(
+        &[
+            "--config",
+            cfg,
+            "--out",
+            run.to_str().unwrap(),
+            "--set",
+            "training.max_seconds=1e-9",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        status_of(&run),
+        "stopped at step 1: time budget of 1e-9 s used up (training.max_seconds)"
+    );
+    // The partial epoch is evaluated and logged.
+    assert_eq!(read(&run.join("epochs.csv")).lines().count(), 2);
+    assert_eq!(read(&run.join("steps.csv")).lines().count(), 2);
+}
+
+#[test]
+fn stopping_rules_on_metrics_the_run_does_not_have_are_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "ndarray", METHODS[1].1);
+    let cfg = cfg.to_str().unwrap();
+    for (set, key, says) in [
+        (
+            "training.target={metric = \"test_loss\", value = 1.0}",
+            "training.target.metric",
+            "no test set",
+        ),
+        (
+            "training.early_stopping={metric = \"validation_accuracy\", patience = 3}",
+            "training.early_stopping.metric",
+            "classification only",
+        ),
+        (
+            "training.early_stopping={metric = \"train_loss\", patience = 0}",
+            "training.early_stopping.patience",
+            "at least 1",
+        ),
+        ("training.max_seconds=-5", "training.max_seconds", "positive"),
+    ] {
+        let out = train(&["--config", cfg, "--set", set, "--dry-run"], dir.path());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{set}: {err}");
+        assert!(err.contains(key) && err.contains(says), "{set}: {err}");
+    }
 }
