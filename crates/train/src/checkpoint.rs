@@ -184,7 +184,7 @@ pub fn save(
         loss_summed: totals.loss.summed,
         loss_total: format_f64(totals.loss.total),
         samples: totals.loss.samples,
-        correct: totals.correct,
+        correct: totals.correct(),
         labelled: totals.labelled,
         epoch_seconds: format_f64(totals.seconds),
         last_lr: format_f64(state.last_lr),
@@ -406,6 +406,7 @@ impl Checkpoint {
                     samples: header.samples,
                 },
                 correct: header.correct,
+                pending: None,
                 labelled: header.labelled,
                 seconds: parse_f64(&header.epoch_seconds, "epoch_seconds")?,
             };

@@ -674,31 +674,53 @@ pub fn prefetch(
 }
 
 /// Number of rows of `outputs` whose arg-max equals the label, or, for one output (a binary
-/// logit), whose sign does (positive: class 1). Reads the outputs back: a sync.
-pub fn count_correct(outputs: Tensor<2>, labels: &[u32]) -> usize {
-    let classes = outputs.dims()[1];
-    let values = outputs
+/// logit), whose sign does (positive: class 1), counted on the device: a one-element integer
+/// tensor, read back only when the count is needed (once per epoch), not per batch.
+pub fn correct_on_device(outputs: Tensor<2>, labels: &[u32]) -> Tensor<1, Int> {
+    let [batch, classes] = outputs.dims();
+    let device = outputs.device();
+    let labels: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
+    let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [batch, 1]), &device);
+    let predicted = if classes == 1 {
+        outputs.greater_elem(0.0).int()
+    } else {
+        outputs.argmax(1)
+    };
+    predicted.equal(labels).int().sum()
+}
+
+/// Reads a count of [`correct_on_device`] back (a sync).
+pub fn read_count(count: Tensor<1, Int>) -> usize {
+    let values = count
         .into_data()
-        .try_into_vec_as::<f64>()
-        .expect("float outputs");
-    if classes == 1 {
-        return values
-            .iter()
-            .zip(labels)
-            .filter(|(z, label)| u32::from(**z > 0.0) == **label)
-            .count();
+        .try_into_vec_as::<i64>()
+        .expect("an integer tensor converts to i64");
+    values.first().map_or(0, |&v| v.max(0) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BackendKind, Precision};
+
+    #[test]
+    fn correct_counts_arg_maxes_and_binary_logit_signs_on_every_cpu_backend() {
+        for backend in [BackendKind::Ndarray, BackendKind::Flex] {
+            let compute = crate::backend::compute(backend, Precision::F32).unwrap();
+            let opts = (&compute.device, compute.dtype);
+            let outputs: Tensor<2> = Tensor::from_data(
+                TensorData::new(
+                    vec![0.1f32, 0.7, 0.2, 0.9, 0.05, 0.05, 0.3, 0.3, 0.4],
+                    [3, 3],
+                ),
+                opts,
+            );
+            // Row 0 → class 1 (right), row 1 → class 0 (wrong: label 2), row 2 → class 2 (right).
+            assert_eq!(read_count(correct_on_device(outputs, &[1, 2, 2])), 2);
+            let logits: Tensor<2> =
+                Tensor::from_data(TensorData::new(vec![2.0f32, -1.0, 0.5, -0.1], [4, 1]), opts);
+            // Positive logit: class 1.
+            assert_eq!(read_count(correct_on_device(logits, &[1, 0, 0, 1])), 2);
+        }
     }
-    values
-        .chunks(classes)
-        .zip(labels)
-        .filter(|(row, label)| {
-            let mut best = 0;
-            for (j, v) in row.iter().enumerate() {
-                if *v > row[best] {
-                    best = j;
-                }
-            }
-            best == **label as usize
-        })
-        .count()
 }

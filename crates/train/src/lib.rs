@@ -14,4 +14,5 @@ pub mod passes;
 pub mod rundir;
 pub mod state;
 pub mod stopping;
+pub mod sweep;
 pub mod trainer;

@@ -4,6 +4,7 @@
 //! train --config FILE [--set KEY=VALUE]... [--unset KEY]... [--out DIR] [--overwrite]
 //! train --config FILE --dry-run
 //! train --resume DIR [--config FILE] [--set KEY=VALUE]... [--force]
+//! train sweep PLAN [--jobs N] [--list] [--task K] [--slurm]
 //! train bench [--steps N] [--rounds R] [--pytorch]
 //! ```
 //! Exit status: 0 when the run finished or was recorded as diverged, 2 for a bad command line or
@@ -65,6 +66,9 @@ struct Cli {
 enum Command {
     /// Measures training steps/s of the MNIST MLP (batch 100) or a convnet per backend and optimizer.
     Bench(bench::BenchArgs),
+    /// Runs a plan of many runs (configs × grid × seeds): locally with --jobs N, one with
+    /// --task K, or as a Slurm array job script with --slurm.
+    Sweep(steplab_train::sweep::SweepArgs),
 }
 
 /// The signals that stop a run after its current step (a second one exits at once).
@@ -124,9 +128,20 @@ fn install_signal_handlers(
 
 /// Runs the command; `Some(status)` for a training run.
 fn run(cli: Cli, stop: &AtomicBool) -> anyhow::Result<Option<RunStatus>> {
-    if let Some(Command::Bench(args)) = cli.command {
-        bench::run(&args)?;
-        return Ok(None);
+    match cli.command {
+        Some(Command::Bench(args)) => {
+            bench::run(&args)?;
+            return Ok(None);
+        }
+        Some(Command::Sweep(args)) => {
+            use steplab_train::sweep::{self, SweepExit};
+            return match sweep::run(&args, stop)? {
+                SweepExit::Code(0) => Ok(None),
+                SweepExit::Code(code) => std::process::exit(i32::from(code)),
+                SweepExit::Stopped => Ok(Some(RunStatus::Interrupted { step: 0 })),
+            };
+        }
+        None => {}
     }
     if let Some(dir) = cli.resume {
         let request = trainer::ResumeRequest {

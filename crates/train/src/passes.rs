@@ -1,7 +1,7 @@
 //! The passes of a step: the objective (the model's loss plus the L2 term), loss and gradient,
 //! the loss probes the optimizers re-evaluate, and evaluation over a whole set.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use steplab_data::Dataset;
@@ -254,7 +254,7 @@ pub fn evaluate(
 ) -> (f64, Option<f64>) {
     let order: Vec<usize> = (0..set.len()).collect();
     let mut set_loss = SetLoss::new(pass.model);
-    let mut correct = 0usize;
+    let mut pending: Option<Tensor<1, Int>> = None;
     let mut has_labels = false;
     for rows in order.chunks(batch_size) {
         let batch = make_batch(set, rows, pipeline, compute);
@@ -262,11 +262,15 @@ pub fn evaluate(
         set_loss.add(scalar(loss), batch.len);
         if let Some(labels) = &batch.labels {
             has_labels = true;
-            correct += data::count_correct(outputs, labels);
+            let count = data::correct_on_device(outputs, labels);
+            pending = Some(match pending.take() {
+                Some(p) => p.add(count),
+                None => count,
+            });
         }
     }
     (
         set_loss.value(),
-        has_labels.then(|| correct as f64 / set.len() as f64),
+        has_labels.then(|| pending.map_or(0, data::read_count) as f64 / set.len() as f64),
     )
 }

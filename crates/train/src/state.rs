@@ -7,7 +7,7 @@
 //! of (seed, epoch), dropout masks and held-out probe batches of (seed, step)), so a state saved
 //! in a checkpoint and restored continues exactly as the uninterrupted run would.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 use steplab_data::Dataset;
 use steplab_models::{Mode, Model, StepNoise};
 use steplab_optim::{
@@ -39,12 +39,15 @@ impl Position {
 }
 
 /// Running totals of the current epoch's training batches.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct EpochTotals {
     /// The training loss over the epoch's batches so far.
     pub loss: SetLoss,
-    /// Correctly classified training samples so far.
+    /// Correctly classified training samples so far, as read back from the device.
     pub correct: usize,
+    /// Correctly classified samples of the batches since the last read-back, summed on the
+    /// device ([`correct`](Self::correct) plus this is the count).
+    pub pending: Option<Tensor<1, Int>>,
     /// Whether the batches had class labels (accuracy applies).
     pub labelled: bool,
     /// Seconds spent in this epoch so far (before a resume, and since).
@@ -57,15 +60,21 @@ impl EpochTotals {
         Self {
             loss: SetLoss::new(model),
             correct: 0,
+            pending: None,
             labelled: false,
             seconds: 0.0,
         }
     }
 
-    /// The epoch's training accuracy, where labels apply.
+    /// Correctly classified samples so far (reads the device's pending count: a sync).
+    pub fn correct(&self) -> usize {
+        self.correct + self.pending.clone().map_or(0, data::read_count)
+    }
+
+    /// The epoch's training accuracy, where labels apply (a sync).
     pub fn accuracy(&self) -> Option<f64> {
         self.labelled
-            .then(|| self.correct as f64 / self.loss.samples.max(1) as f64)
+            .then(|| self.correct() as f64 / self.loss.samples.max(1) as f64)
     }
 }
 
@@ -227,7 +236,11 @@ impl Stepper<'_> {
         totals.loss.add(loss, batch.len);
         if let Some(labels) = &batch.labels {
             totals.labelled = true;
-            totals.correct += data::count_correct(outputs, labels);
+            let count = data::correct_on_device(outputs, labels);
+            totals.pending = Some(match totals.pending.take() {
+                Some(pending) => pending.add(count),
+                None => count,
+            });
         }
         state.position.step = step;
         state.position.batch += 1;

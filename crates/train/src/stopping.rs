@@ -186,7 +186,10 @@ impl StopReason {
     pub fn describe(&self) -> String {
         match self {
             Self::TimeBudget { budget } => {
-                format!("time budget of {} s used up (training.max_seconds)", format_f64(*budget))
+                format!(
+                    "time budget of {} s used up (training.max_seconds)",
+                    format_f64(*budget)
+                )
             }
             Self::EarlyStopping {
                 metric,
@@ -206,7 +209,11 @@ impl StopReason {
             } => format!(
                 "target {} {} {} reached: {} at step {}, epoch {}, {:.1} s",
                 metric.name(),
-                if metric.higher_is_better() { "≥" } else { "≤" },
+                if metric.higher_is_better() {
+                    "≥"
+                } else {
+                    "≤"
+                },
                 format_f64(*target),
                 format_f64(reached.value),
                 reached.step,
@@ -328,7 +335,11 @@ mod tests {
                 best_epoch: 2
             }
         );
-        assert!(reason.describe().contains("best 0.9 at epoch 2"), "{}", reason.describe());
+        assert!(
+            reason.describe().contains("best 0.9 at epoch 2"),
+            "{}",
+            reason.describe()
+        );
     }
 
     #[test]
@@ -376,7 +387,8 @@ mod tests {
         };
         let err = check(None, Some(&early), None).unwrap_err();
         assert!(
-            err.to_string().starts_with("training.early_stopping.patience"),
+            err.to_string()
+                .starts_with("training.early_stopping.patience"),
             "{err}"
         );
     }

@@ -527,9 +527,10 @@ fn early_stopping_ends_the_run_after_patience_epochs_and_survives_a_resume() {
     assert!(out.status.success(), "{}", stderr(&out));
     let status = status_of(&full);
     assert!(
-        status.starts_with("stopped at step 24: early stopping: validation_loss did not improve \
-             for 2 epochs (best ")
-            && status.ends_with("at epoch 1)"),
+        status.starts_with(
+            "stopped at step 24: early stopping: validation_loss did not improve \
+             for 2 epochs (best "
+        ) && status.ends_with("at epoch 1)"),
         "{status}"
     );
     assert_eq!(read(&full.join("epochs.csv")).lines().count(), 1 + 3);
@@ -537,14 +538,22 @@ fn early_stopping_ends_the_run_after_patience_epochs_and_survives_a_resume() {
     let run = dir.path().join("run");
     let mut args = vec!["--config", cfg, "--out", run.to_str().unwrap()];
     args.extend(rule);
-    assert!(!train_with_fault(&args, dir.path(), "abort_after_step=19").status.success());
+    assert!(
+        !train_with_fault(&args, dir.path(), "abort_after_step=19")
+            .status
+            .success()
+    );
     let out = train(&["--resume", run.to_str().unwrap()], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(status_of(&run), status);
     assert_eq!(read(&full.join("steps.csv")), read(&run.join("steps.csv")));
     // A stopped run is finished: resuming it unchanged does nothing.
     let out = train(&["--resume", run.to_str().unwrap()], dir.path());
-    assert!(stderr(&out).contains("already finished"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already finished"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -614,7 +623,11 @@ fn stopping_rules_on_metrics_the_run_does_not_have_are_refused_naming_the_key() 
             "training.early_stopping.patience",
             "at least 1",
         ),
-        ("training.max_seconds=-5", "training.max_seconds", "positive"),
+        (
+            "training.max_seconds=-5",
+            "training.max_seconds",
+            "positive",
+        ),
     ] {
         let out = train(&["--config", cfg, "--set", set, "--dry-run"], dir.path());
         let err = stderr(&out);

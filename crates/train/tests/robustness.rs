@@ -423,3 +423,22 @@ fn a_signal_while_the_data_loads_stops_before_anything_is_written() {
     assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
     assert!(!dir.path().join("run/steps.csv").exists(), "{rest:?}");
 }
+
+#[test]
+fn an_unwritable_results_directory_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = regression_config(dir.path(), "kind = \"lossgrad\"", "");
+    // A file where the results directory should be: nothing can be created under it (a
+    // permission bit would not stop root, which CI runs as).
+    std::fs::write(dir.path().join("blocked"), "").unwrap();
+    let out = train(
+        &["--config", cfg.to_str().unwrap(), "--out", "blocked/run"],
+        dir.path(),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot create run directory blocked/run"),
+        "{err}"
+    );
+}
