@@ -211,9 +211,15 @@ pub fn save(
         ),
         ("config".to_string(), config_toml.to_string()),
     ]);
+    // safetensors writes through a private temporary file (mode 0600); the checkpoint takes the
+    // permissions the run's other files got from the user's umask (those of config.toml).
+    let permissions = std::fs::metadata(dir.join("config.toml")).map(|m| m.permissions());
     let written = safetensors::serialize_to_file(views, Some(metadata), &tmp)
         .map_err(|e| anyhow!("{e}"))
         .and_then(|()| {
+            if let Ok(permissions) = permissions {
+                std::fs::set_permissions(&tmp, permissions)?;
+            }
             let file = std::fs::File::open(&tmp)?;
             file.sync_all()?;
             Ok(file.metadata()?.len())
