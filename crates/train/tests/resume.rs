@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{send, spawn_until_rows, stderr, train, write_regression_csv};
@@ -54,6 +54,37 @@ fn train_with_fault(args: &[&str], cwd: &Path, fault: &str) -> Output {
         .current_dir(cwd)
         .output()
         .unwrap()
+}
+
+/// Trains `cfg` into `dir/name` (with `extra` arguments) to its end; the run directory.
+fn run_to_end(dir: &Path, cfg: &str, name: &str, extra: &[&str]) -> PathBuf {
+    let run = dir.join(name);
+    let mut args = vec!["--config", cfg, "--out", run.to_str().unwrap()];
+    args.extend(extra);
+    let out = train(&args, dir);
+    assert!(out.status.success(), "{name}: {}", stderr(&out));
+    run
+}
+
+/// Trains `cfg` into `dir/name` (with `extra` arguments) under `STEPLAB_FAULT=fault`, which
+/// must kill it; the run directory.
+fn run_crashing(dir: &Path, cfg: &str, name: &str, fault: &str, extra: &[&str]) -> PathBuf {
+    let run = dir.join(name);
+    let mut args = vec!["--config", cfg, "--out", run.to_str().unwrap()];
+    args.extend(extra);
+    let out = train_with_fault(&args, dir, fault);
+    assert!(!out.status.success(), "{name}: {fault} kills the run");
+    run
+}
+
+/// `train --resume run` (with `extra` arguments), which must succeed; what it printed.
+fn resume_ok(dir: &Path, run: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["--resume", run.to_str().unwrap()];
+    args.extend(extra);
+    let out = train(&args, dir);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{}: {err}", run.display());
+    err
 }
 
 fn read(path: &Path) -> String {
@@ -153,31 +184,19 @@ const CRASHES: [u64; 4] = [7, 10, 17, 31];
 fn a_run_crashed_anywhere_and_resumed_equals_the_uninterrupted_run_on_ndarray() {
     for (name, optimizer) in METHODS {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = config(dir.path(), "ndarray", optimizer);
+        let (dir, cfg) = (dir.path(), config(dir.path(), "ndarray", optimizer));
         let cfg = cfg.to_str().unwrap();
-        let full = dir.path().join("full");
-        let out = train(
-            &["--config", cfg, "--out", full.to_str().unwrap()],
-            dir.path(),
-        );
-        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let full = run_to_end(dir, cfg, "full", &[]);
         for crash in CRASHES {
-            let run = dir.path().join(format!("crash{crash}"));
-            let out = train_with_fault(
-                &["--config", cfg, "--out", run.to_str().unwrap()],
-                dir.path(),
-                &format!("abort_after_step={crash}"),
-            );
-            assert!(!out.status.success(), "{name}: the fault aborts the run");
+            let fault = format!("abort_after_step={crash}");
+            let run = run_crashing(dir, cfg, &format!("crash{crash}"), &fault, &[]);
             assert!(
                 !run.join("status").exists(),
                 "{name}: no status after a crash"
             );
             let rows = read(&run.join("steps.csv")).lines().count() - 1;
             assert_eq!(rows as u64, crash, "{name}: rows logged before the crash");
-            let out = train(&["--resume", run.to_str().unwrap()], dir.path());
-            let err = stderr(&out);
-            assert!(out.status.success(), "{name} @ {crash}: {err}");
+            let err = resume_ok(dir, &run, &[]);
             assert!(err.contains("resuming after step"), "{err}");
             assert_same_run(&full, &run, &format!("{name}, crash after step {crash}"));
         }
@@ -188,26 +207,11 @@ fn a_run_crashed_anywhere_and_resumed_equals_the_uninterrupted_run_on_ndarray() 
 fn a_resumed_run_on_flex_equals_the_uninterrupted_run() {
     for (name, optimizer) in [METHODS[0], METHODS[1]] {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = config(dir.path(), "flex", optimizer);
+        let (dir, cfg) = (dir.path(), config(dir.path(), "flex", optimizer));
         let cfg = cfg.to_str().unwrap();
-        let full = dir.path().join("full");
-        assert!(
-            train(
-                &["--config", cfg, "--out", full.to_str().unwrap()],
-                dir.path()
-            )
-            .status
-            .success()
-        );
-        let run = dir.path().join("crash");
-        let out = train_with_fault(
-            &["--config", cfg, "--out", run.to_str().unwrap()],
-            dir.path(),
-            "abort_after_step=13",
-        );
-        assert!(!out.status.success());
-        let out = train(&["--resume", run.to_str().unwrap()], dir.path());
-        assert!(out.status.success(), "{}", stderr(&out));
+        let full = run_to_end(dir, cfg, "full", &[]);
+        let run = run_crashing(dir, cfg, "crash", "abort_after_step=13", &[]);
+        resume_ok(dir, &run, &[]);
         assert_same_run(&full, &run, &format!("flex, {name}"));
     }
 }
@@ -215,29 +219,13 @@ fn a_resumed_run_on_flex_equals_the_uninterrupted_run() {
 #[test]
 fn a_crash_while_a_checkpoint_is_written_leaves_the_last_good_one() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "ndarray", METHODS[1].1);
+    let (dir, cfg) = (dir.path(), config(dir.path(), "ndarray", METHODS[1].1));
     let cfg = cfg.to_str().unwrap();
-    let full = dir.path().join("full");
-    assert!(
-        train(
-            &["--config", cfg, "--out", full.to_str().unwrap()],
-            dir.path()
-        )
-        .status
-        .success()
-    );
-    let run = dir.path().join("run");
+    let full = run_to_end(dir, cfg, "full", &[]);
     // Checkpoints at 3, 6 and 8 (the end of epoch 1) are written; the one at 9 dies half-way.
-    let out = train_with_fault(
-        &["--config", cfg, "--out", run.to_str().unwrap()],
-        dir.path(),
-        "abort_in_checkpoint=9",
-    );
-    assert!(!out.status.success());
+    let run = run_crashing(dir, cfg, "run", "abort_in_checkpoint=9", &[]);
     assert!(run.join("checkpoint.safetensors.tmp").exists());
-    let out = train(&["--resume", run.to_str().unwrap()], dir.path());
-    let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
+    let err = resume_ok(dir, &run, &[]);
     assert!(err.contains("resuming after step 8"), "{err}");
     assert!(!run.join("checkpoint.safetensors.tmp").exists());
     assert_same_run(&full, &run, "crash in a checkpoint write");
@@ -246,7 +234,7 @@ fn a_crash_while_a_checkpoint_is_written_leaves_the_last_good_one() {
 #[test]
 fn a_run_killed_by_sigkill_resumes_to_the_same_files() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "ndarray", METHODS[0].1);
+    let (dir, cfg) = (dir.path(), config(dir.path(), "ndarray", METHODS[0].1));
     let cfg = cfg.to_str().unwrap();
     // 8 000 updates, a checkpoint every 500: long enough to be killed part-way.
     let long = [
@@ -255,35 +243,25 @@ fn a_run_killed_by_sigkill_resumes_to_the_same_files() {
         "--set",
         "training.checkpoint_steps=500",
     ];
-    let full = dir.path().join("full");
-    let mut args = vec!["--config", cfg, "--out", full.to_str().unwrap()];
-    args.extend(long);
-    assert!(train(&args, dir.path()).status.success());
-    let run = dir.path().join("killed");
+    let full = run_to_end(dir, cfg, "full", &long);
+    let run = dir.join("killed");
     let mut args = vec!["--config", cfg, "--out", run.to_str().unwrap()];
     args.extend(long);
-    let mut child = spawn_until_rows(&args, dir.path(), &run.join("steps.csv"), 2000);
+    let mut child = spawn_until_rows(&args, dir, &run.join("steps.csv"), 2000);
     send(&child, "KILL");
     let _ = child.wait();
     assert!(!run.join("status").exists(), "killed before it finished");
-    let out = train(&["--resume", run.to_str().unwrap()], dir.path());
-    assert!(out.status.success(), "{}", stderr(&out));
+    resume_ok(dir, &run, &[]);
     assert_same_run(&full, &run, "SIGKILL");
 }
 
 #[test]
 fn a_resume_with_another_config_lists_the_differences_and_needs_force() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "ndarray", METHODS[1].1);
+    let (dir, cfg) = (dir.path(), config(dir.path(), "ndarray", METHODS[1].1));
     let cfg = cfg.to_str().unwrap();
-    let run = dir.path().join("run");
+    let run = run_crashing(dir, cfg, "run", "abort_after_step=5", &[]);
     let run_s = run.to_str().unwrap();
-    let out = train_with_fault(
-        &["--config", cfg, "--out", run_s],
-        dir.path(),
-        "abort_after_step=5",
-    );
-    assert!(!out.status.success());
     let out = train(
         &[
             "--resume",
@@ -293,7 +271,7 @@ fn a_resume_with_another_config_lists_the_differences_and_needs_force() {
             "--set",
             "training.epochs=6",
         ],
-        dir.path(),
+        dir,
     );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -304,40 +282,26 @@ fn a_resume_with_another_config_lists_the_differences_and_needs_force() {
     assert!(err.contains("--force"), "{err}");
     // Nothing was touched by the refusal.
     assert_eq!(read(&run.join("steps.csv")).lines().count(), 6);
-    let out = train(
-        &["--resume", run_s, "--set", "training.epochs=6", "--force"],
-        dir.path(),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    resume_ok(dir, &run, &["--set", "training.epochs=6", "--force"]);
     assert_eq!(read(&run.join("steps.csv")).lines().count(), 1 + 6 * 8);
     assert!(read(&run.join("config.toml")).contains("epochs = 6"));
     // The same file as --config is no difference at all.
-    let other = dir.path().join("other");
-    let out = train_with_fault(
-        &["--config", cfg, "--out", other.to_str().unwrap()],
-        dir.path(),
-        "abort_after_step=5",
-    );
-    assert!(!out.status.success());
-    let out = train(
-        &["--resume", other.to_str().unwrap(), "--config", cfg],
-        dir.path(),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let other = run_crashing(dir, cfg, "other", "abort_after_step=5", &[]);
+    resume_ok(dir, &other, &["--config", cfg]);
 }
 
 #[test]
 fn corrupt_and_truncated_checkpoints_are_named_and_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "ndarray", METHODS[1].1);
-    let run = dir.path().join("run");
-    let run_s = run.to_str().unwrap();
-    let out = train_with_fault(
-        &["--config", cfg.to_str().unwrap(), "--out", run_s],
+    let run = run_crashing(
         dir.path(),
+        cfg.to_str().unwrap(),
+        "run",
         "abort_after_step=5",
+        &[],
     );
-    assert!(!out.status.success());
+    let run_s = run.to_str().unwrap();
     let path = run.join("checkpoint.safetensors");
     let good = std::fs::read(&path).unwrap();
     let mut flipped = good.clone();
@@ -365,14 +329,14 @@ fn corrupt_and_truncated_checkpoints_are_named_and_refused() {
 fn a_resume_whose_data_changed_is_refused_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "ndarray", METHODS[1].1);
-    let run = dir.path().join("run");
-    let run_s = run.to_str().unwrap();
-    let out = train_with_fault(
-        &["--config", cfg.to_str().unwrap(), "--out", run_s],
+    let run = run_crashing(
         dir.path(),
+        cfg.to_str().unwrap(),
+        "run",
         "abort_after_step=5",
+        &[],
     );
-    assert!(!out.status.success());
+    let run_s = run.to_str().unwrap();
     let csv = dir.path().join("data.csv");
     let text = read(&csv);
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
@@ -405,13 +369,7 @@ fn resumes_without_a_checkpoint_of_a_finished_run_or_of_a_held_directory_say_why
         stderr(&out)
     );
     // Killed before the first checkpoint.
-    let early = dir.path().join("early");
-    let out = train_with_fault(
-        &["--config", cfg, "--out", early.to_str().unwrap()],
-        dir.path(),
-        "abort_after_step=2",
-    );
-    assert!(!out.status.success());
+    let early = run_crashing(dir.path(), cfg, "early", "abort_after_step=2", &[]);
     let out = train(&["--resume", early.to_str().unwrap()], dir.path());
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -420,15 +378,7 @@ fn resumes_without_a_checkpoint_of_a_finished_run_or_of_a_held_directory_say_why
         "{err}"
     );
     // A completed run has nothing left to do.
-    let done = dir.path().join("done");
-    assert!(
-        train(
-            &["--config", cfg, "--out", done.to_str().unwrap()],
-            dir.path()
-        )
-        .status
-        .success()
-    );
+    let done = run_to_end(dir.path(), cfg, "done", &[]);
     let before = read(&done.join("steps.csv"));
     let out = train(&["--resume", done.to_str().unwrap()], dir.path());
     assert!(out.status.success());
@@ -580,38 +530,20 @@ fn a_target_stops_the_run_recording_when_it_was_reached_and_a_time_budget_stops_
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "ndarray", METHODS[1].1);
     let cfg = cfg.to_str().unwrap();
-    let run = dir.path().join("target");
-    let out = train(
-        &[
-            "--config",
-            cfg,
-            "--out",
-            run.to_str().unwrap(),
-            "--set",
-            "training.target={metric = \"train_loss\", value = 100.0}",
-        ],
-        dir.path(),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let target = "training.target={metric = \"train_loss\", value = 100.0}";
+    let run = run_to_end(dir.path(), cfg, "target", &["--set", target]);
     let status = status_of(&run);
     assert!(
         status.starts_with("stopped at step 8: target train_loss ≤ 100.0 reached: ")
             && status.contains(" at step 8, epoch 1, "),
         "{status}"
     );
-    let run = dir.path().join("budget");
-    let out = train(
-        &[
-            "--config",
-            cfg,
-            "--out",
-            run.to_str().unwrap(),
-            "--set",
-            "training.max_seconds=1e-9",
-        ],
+    let run = run_to_end(
         dir.path(),
+        cfg,
+        "budget",
+        &["--set", "training.max_seconds=1e-9"],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         status_of(&run),
         "stopped at step 1: time budget of 1e-9 s used up (training.max_seconds)"
@@ -661,23 +593,14 @@ fn every_optimizer_kind_resumes_through_its_checkpoint_file_bit_for_bit() {
     // mid-epoch 2): the whole path through the file, not just the optimizer's own state.
     for kind in steplab_optim::OptimizerConfig::KINDS {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = config(dir.path(), "ndarray", &format!("kind = \"{kind}\""));
+        let (dir, cfg) = (
+            dir.path(),
+            config(dir.path(), "ndarray", &format!("kind = \"{kind}\"")),
+        );
         let cfg = cfg.to_str().unwrap();
-        let full = dir.path().join("full");
-        let out = train(
-            &["--config", cfg, "--out", full.to_str().unwrap()],
-            dir.path(),
-        );
-        assert!(out.status.success(), "{kind}: {}", stderr(&out));
-        let run = dir.path().join("crash");
-        let out = train_with_fault(
-            &["--config", cfg, "--out", run.to_str().unwrap()],
-            dir.path(),
-            "abort_after_step=10",
-        );
-        assert!(!out.status.success(), "{kind}");
-        let out = train(&["--resume", run.to_str().unwrap()], dir.path());
-        assert!(out.status.success(), "{kind}: {}", stderr(&out));
+        let full = run_to_end(dir, cfg, "full", &[]);
+        let run = run_crashing(dir, cfg, "crash", "abort_after_step=10", &[]);
+        resume_ok(dir, &run, &[]);
         assert_same_run(&full, &run, kind);
     }
 }
