@@ -237,6 +237,18 @@ impl RunStatus {
     }
 }
 
+/// Whether a `status` line records a finished run: `completed`, `diverged ...` (resuming it
+/// unchanged would diverge again) or `stopped ...` (a budget or stopping rule), and any status
+/// later added under those words. A finished run is not resumed (`train --resume` with its own
+/// config does nothing) and a sweep skips it; an interrupted or failed one (or none) is resumed
+/// or started again.
+pub fn is_finished(status: &str) -> bool {
+    let status = status.trim_start();
+    ["completed", "diverged", "stopped"]
+        .iter()
+        .any(|word| status.starts_with(word))
+}
+
 /// An error and its causes on one line, each cause once: a library error that prints its
 /// source in its own message (`file: No such file or directory`) is not followed by the source
 /// again.
@@ -305,6 +317,26 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "step,loss\n1,0.5\n"
         );
+    }
+
+    #[test]
+    fn finished_statuses_are_completed_diverged_and_stopped_ones() {
+        for status in [
+            "completed\n",
+            "completed (max_seconds)",
+            "diverged at step 3: non-finite training loss",
+            "stopped early at epoch 4: no improvement",
+        ] {
+            assert!(is_finished(status), "{status}");
+        }
+        for status in [
+            "interrupted after step 5",
+            "failed: disk full",
+            "",
+            "running",
+        ] {
+            assert!(!is_finished(status), "{status}");
+        }
     }
 
     #[test]

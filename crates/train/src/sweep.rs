@@ -44,8 +44,8 @@
 //! Each run is a child process of this binary with its stdout and stderr appended to
 //! `<run dir>/train.log`, and `RAYON_NUM_THREADS` set to `--threads`, else the environment's
 //! `RAYON_NUM_THREADS`, else the available cores divided by `--jobs` (at least 1), so parallel
-//! runs do not oversubscribe the machine. A run whose `status` says it finished ([`is_finished`]:
-//! completed, diverged, stopped) is skipped; one with a checkpoint resumes from it
+//! runs do not oversubscribe the machine. A run whose `status` says it finished
+//! ([`crate::output::is_finished`]: completed, diverged, stopped) is skipped; one with a checkpoint resumes from it
 //! (`train --resume DIR --config CONFIG --set ...`, so a plan changed since is refused rather
 //! than mixed in); any other starts afresh (`--overwrite`, which keeps `train.log`). Rerunning a
 //! sweep therefore does only what is left. A failing run does not stop the others; the summary
@@ -126,16 +126,6 @@ pub enum SweepExit {
     Stopped,
 }
 
-/// Whether a run's `status` line says it finished: `completed`, `diverged ...` or `stopped ...`
-/// (and any status later added under those words). A finished run is skipped by a sweep; any
-/// other (interrupted, failed, none) is resumed or started again.
-pub fn is_finished(status: &str) -> bool {
-    let status = status.trim_start();
-    ["completed", "diverged", "stopped"]
-        .iter()
-        .any(|word| status.starts_with(word))
-}
-
 /// Runs `train sweep` as `args` say; `stop` is set by the signal handlers of `main`.
 pub fn run(args: &SweepArgs, stop: &AtomicBool) -> Result<SweepExit> {
     let plan = Plan::load(&args.plan, args.out_dir.as_deref())?;
@@ -151,29 +141,4 @@ pub fn run(args: &SweepArgs, stop: &AtomicBool) -> Result<SweepExit> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     Ok(exit)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finished_statuses_are_completed_diverged_and_stopped_ones() {
-        for status in [
-            "completed\n",
-            "completed (max_seconds)",
-            "diverged at step 3: non-finite training loss",
-            "stopped early at epoch 4: no improvement",
-        ] {
-            assert!(is_finished(status), "{status}");
-        }
-        for status in [
-            "interrupted after step 5",
-            "failed: disk full",
-            "",
-            "running",
-        ] {
-            assert!(!is_finished(status), "{status}");
-        }
-    }
 }

@@ -15,7 +15,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::data;
 use crate::experiment::Experiment;
 use crate::log::{Columns, ConsoleSink, EpochRecord, Event, FileSink, RunLog};
-use crate::output::{Divergence, RunStatus, error_chain, write_status};
+use crate::output::{Divergence, RunStatus, error_chain, is_finished, write_status};
 use crate::passes::{Pass, evaluate};
 use crate::rundir::{self, RunDir};
 use crate::state::{StepOutcome, TrainState};
@@ -174,15 +174,6 @@ pub fn resume(run_dir: &Path, request: &ResumeRequest, stop: &AtomicBool) -> Res
         run(&experiment, state, &mut log, dir, stop)
     })();
     record_failure(dir, result)
-}
-
-/// Whether a `status` line records a finished run: completed, diverged (resuming it unchanged
-/// would diverge again), or stopped by a budget or rule. Interrupted and failed runs are not.
-pub fn is_finished(status: &str) -> bool {
-    let status = status.trim_start();
-    ["completed", "diverged", "stopped"]
-        .iter()
-        .any(|s| status.starts_with(s))
 }
 
 /// The config a resume runs with: the request's file (or the checkpoint's config) with the

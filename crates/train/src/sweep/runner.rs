@@ -14,8 +14,9 @@ use anyhow::{Context, Result};
 
 use super::plan::{Plan, Run};
 use super::slurm::{check_manifest, shell_quote};
-use super::{SweepExit, is_finished};
+use super::SweepExit;
 use crate::checkpoint::CHECKPOINT_FILE;
+use crate::output::is_finished;
 use crate::config::ConfigError;
 
 /// The file in each run directory that receives the run's stdout and stderr (appended).
