@@ -689,6 +689,16 @@ pub fn correct_on_device(outputs: Tensor<2>, labels: &[u32]) -> Tensor<1, Int> {
     predicted.equal(labels).int().sum()
 }
 
+/// Adds the correct count of a batch (`outputs` against `labels`, [`correct_on_device`]) to a
+/// running device total, which starts at `None`.
+pub fn add_correct(total: &mut Option<Tensor<1, Int>>, outputs: Tensor<2>, labels: &[u32]) {
+    let count = correct_on_device(outputs, labels);
+    *total = Some(match total.take() {
+        Some(sum) => sum.add(count),
+        None => count,
+    });
+}
+
 /// Reads a count of [`correct_on_device`] back (a sync).
 pub fn read_count(count: Tensor<1, Int>) -> usize {
     let values = count

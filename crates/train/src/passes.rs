@@ -262,11 +262,7 @@ pub fn evaluate(
         set_loss.add(scalar(loss), batch.len);
         if let Some(labels) = &batch.labels {
             has_labels = true;
-            let count = data::correct_on_device(outputs, labels);
-            pending = Some(match pending.take() {
-                Some(p) => p.add(count),
-                None => count,
-            });
+            data::add_correct(&mut pending, outputs, labels);
         }
     }
     (

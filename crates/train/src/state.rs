@@ -236,11 +236,7 @@ impl Stepper<'_> {
         totals.loss.add(loss, batch.len);
         if let Some(labels) = &batch.labels {
             totals.labelled = true;
-            let count = data::correct_on_device(outputs, labels);
-            totals.pending = Some(match totals.pending.take() {
-                Some(pending) => pending.add(count),
-                None => count,
-            });
+            data::add_correct(&mut totals.pending, outputs, labels);
         }
         state.position.step = step;
         state.position.batch += 1;
