@@ -16,16 +16,14 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use steplab_models::{
-    Input, InputShape, Model, ModelConfig, StepNoise, Target, Task, init_params, init_state,
-};
+use steplab_models::{Input, InputShape, Model, ModelConfig, StepNoise, Target, Task};
 use steplab_optim::{LossProbe, OptimizerConfig};
 
 use crate::backend::{self, Compute};
 use crate::config::{BackendKind, ConfigError, Precision};
 use crate::data::Batch;
 use crate::passes::{BatchProbe, Pass};
-use crate::state::{EpochTotals, Position, StepOutcome, Stepper, TrainState};
+use crate::state::{StepOutcome, Stepper, TrainState};
 
 /// Arguments of `train bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -571,16 +569,7 @@ impl Runner {
         };
         let config: OptimizerConfig = toml::from_str(toml_text)?;
         let optimizer = config.build()?;
-        let mut state = TrainState {
-            params: init_params(model.param_specs(), 0, &compute.device, compute.dtype),
-            model_state: init_state(model.state_specs(), 0, &compute.device, compute.dtype),
-            last_lr: optimizer.current_lr(),
-            optimizer,
-            position: Position::START,
-            totals: EpochTotals::new(model),
-            train_seconds: 0.0,
-            stopping: Default::default(),
-        };
+        let mut state = TrainState::initial(model, optimizer, 0, compute);
         stepper(model, compute).begin_epoch(&mut state);
         Ok(Self {
             state,

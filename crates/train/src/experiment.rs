@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use burn::tensor::DType;
-use steplab_models::{Model, Task, init_params, init_state};
+use steplab_models::{Model, Task};
 use steplab_optim::StepSizeOptimizer;
 
 use crate::backend::{self, Compute};
 use crate::config::{Config, ConfigError, DatasetKind};
 use crate::data::{self, Prepared};
-use crate::state::{EpochTotals, Holdout, Position, Stepper, TrainState};
+use crate::state::{Holdout, Stepper, TrainState};
 
 /// A checked experiment, ready to train.
 pub struct Experiment {
@@ -124,19 +124,12 @@ impl Experiment {
 
     /// The state before the first update: weights and model state initialised from `run.seed`.
     pub fn initial_state(&self) -> Result<TrainState> {
-        let optimizer = self.optimizer()?;
-        let seed = self.config.run.seed;
-        let (device, dtype) = (&self.compute.device, self.compute.dtype);
-        Ok(TrainState {
-            params: init_params(self.model.param_specs(), seed, device, dtype),
-            model_state: init_state(self.model.state_specs(), seed, device, dtype),
-            last_lr: optimizer.current_lr(),
-            optimizer,
-            position: Position::START,
-            totals: EpochTotals::new(self.model.as_ref()),
-            train_seconds: 0.0,
-            stopping: Default::default(),
-        })
+        Ok(TrainState::initial(
+            self.model.as_ref(),
+            self.optimizer()?,
+            self.config.run.seed,
+            &self.compute,
+        ))
     }
 
     /// What each update of this experiment needs besides its state.

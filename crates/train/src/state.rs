@@ -9,7 +9,7 @@
 
 use burn::tensor::{Int, Tensor};
 use steplab_data::Dataset;
-use steplab_models::{Mode, Model, StepNoise};
+use steplab_models::{Mode, Model, StepNoise, init_params, init_state};
 use steplab_optim::{
     LossProbe, ParamList, ScheduleConfig, StepInput, StepOutput, StepSizeOptimizer,
 };
@@ -96,6 +96,29 @@ pub struct TrainState {
     pub train_seconds: f64,
     /// What the stopping rules have seen.
     pub stopping: crate::stopping::StopState,
+}
+
+impl TrainState {
+    /// The state before the first update: the weights and model state initialised from `seed`,
+    /// `optimizer` as built.
+    pub fn initial(
+        model: &dyn Model,
+        optimizer: Box<dyn StepSizeOptimizer>,
+        seed: u64,
+        compute: &Compute,
+    ) -> Self {
+        let (device, dtype) = (&compute.device, compute.dtype);
+        Self {
+            params: init_params(model.param_specs(), seed, device, dtype),
+            model_state: init_state(model.state_specs(), seed, device, dtype),
+            last_lr: optimizer.current_lr(),
+            optimizer,
+            position: Position::START,
+            totals: EpochTotals::new(model),
+            train_seconds: 0.0,
+            stopping: Default::default(),
+        }
+    }
 }
 
 /// The held-out split the optimizers probe, for methods that ask for it.

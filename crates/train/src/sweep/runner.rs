@@ -12,12 +12,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
+use super::SweepExit;
 use super::plan::{Plan, Run};
 use super::slurm::{check_manifest, shell_quote};
-use super::SweepExit;
 use crate::checkpoint::CHECKPOINT_FILE;
-use crate::output::is_finished;
 use crate::config::ConfigError;
+use crate::output::is_finished;
 
 /// The file in each run directory that receives the run's stdout and stderr (appended).
 pub const LOG_FILE: &str = "train.log";
