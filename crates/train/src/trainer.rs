@@ -49,7 +49,13 @@ pub fn train(
             Box::new(ConsoleSink::new(interactive, config.training.epochs)),
         ]);
         log.message(&describe(&experiment))?;
-        run(&experiment, state, &mut log, dir, stop)
+        // The data's fingerprints go into every checkpoint; none are written without them.
+        let prints = if config.training.checkpoint {
+            fingerprints(&experiment)
+        } else {
+            BTreeMap::new()
+        };
+        run(&experiment, state, &mut log, dir, stop, &prints)
     })();
     record_failure(dir, result)
 }
@@ -171,7 +177,7 @@ pub fn resume(run_dir: &Path, request: &ResumeRequest, stop: &AtomicBool) -> Res
             "resuming after step {} (epoch {}, batch {} of {})",
             position.step, position.epoch, position.batch, experiment.batches_per_epoch
         ))?;
-        run(&experiment, state, &mut log, dir, stop)
+        run(&experiment, state, &mut log, dir, stop, &prints)
     })();
     record_failure(dir, result)
 }
@@ -392,13 +398,15 @@ impl Clock {
     }
 }
 
-/// Trains `state` to the end of the experiment (or a stop), logging into `log`.
+/// Trains `state` to the end of the experiment (or a stop), logging into `log`; checkpoints
+/// carry `prints`, the data splits' fingerprints.
 fn run(
     experiment: &Experiment,
     mut state: TrainState,
     log: &mut RunLog,
     dir: &Path,
     stop: &AtomicBool,
+    prints: &BTreeMap<String, String>,
 ) -> Result<RunStatus> {
     let config = &experiment.config;
     let compute = &experiment.compute;
@@ -409,13 +417,12 @@ fn run(
     let batch_size = config.data.batch_size;
     let n = prepared.train.len();
     let config_toml = config::to_toml(config);
-    let prints = fingerprints(experiment);
     let fault = Fault::from_env();
     let save = |state: &TrainState, log: &mut RunLog| -> Result<()> {
         if config.training.checkpoint {
             log.sync()?;
             let abort = matches!(fault, Fault::AbortInCheckpoint(n) if state.position.step >= n);
-            checkpoint::save(dir, &config_toml, state, model, &prints, abort)?;
+            checkpoint::save(dir, &config_toml, state, model, prints, abort)?;
         }
         Ok(())
     };
@@ -425,8 +432,13 @@ fn run(
             .max_steps
             .is_some_and(|max| state.position.step >= max)
     };
+    let out_of_time = |state: &TrainState| {
+        config
+            .training
+            .max_seconds
+            .is_some_and(|budget| state.train_seconds >= budget)
+    };
     let mut clock = Clock(Instant::now());
-    let mut out_of_time = None;
     while state.position.epoch <= epochs && !at_max(&state) {
         let epoch = state.position.epoch;
         stepper.begin_epoch(&mut state);
@@ -496,10 +508,7 @@ fn run(
             if at_max(&state) {
                 break;
             }
-            if let Some(budget) = config.training.max_seconds
-                && state.train_seconds >= budget
-            {
-                out_of_time = Some(budget);
+            if out_of_time(&state) {
                 break;
             }
         }
@@ -515,12 +524,11 @@ fn run(
                 config.training.target.as_ref(),
             )
             .or_else(|| {
-                let over = config
+                // Training seconds only grow, so a budget used up mid-epoch still is.
+                config
                     .training
                     .max_seconds
-                    .filter(|budget| state.train_seconds >= *budget);
-                out_of_time
-                    .or(over)
+                    .filter(|_| out_of_time(&state))
                     .map(|budget| StopReason::TimeBudget { budget })
             });
         stepper.end_epoch(&mut state);
