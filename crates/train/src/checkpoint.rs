@@ -74,10 +74,6 @@ pub struct Checkpoint {
     pub path: PathBuf,
     /// The resolved config it was written with (TOML).
     pub config_text: String,
-    /// The counters.
-    pub position: Position,
-    /// Fingerprints of the data splits it was trained on.
-    pub data: BTreeMap<String, String>,
     header: Header,
     tensors: HashMap<String, TensorData>,
 }
@@ -267,24 +263,30 @@ impl Checkpoint {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        Self::parse(&bytes)
-            .map(Some)
-            .map_err(|e| {
-                anyhow!(
-                    "{}: corrupt or truncated checkpoint ({e:#}); resume is not possible from it: \
-                     start the run again with --overwrite",
-                    path.display()
-                )
-            })
-            .map(|c| {
-                c.map(|mut c| {
-                    c.path = path.clone();
-                    c
-                })
-            })
+        Self::parse(&bytes, path.clone()).map(Some).map_err(|e| {
+            anyhow!(
+                "{}: corrupt or truncated checkpoint ({e:#}); resume is not possible from it: \
+                 start the run again with --overwrite",
+                path.display()
+            )
+        })
     }
 
-    fn parse(bytes: &[u8]) -> Result<Self> {
+    /// The counters.
+    pub fn position(&self) -> Position {
+        Position {
+            step: self.header.step,
+            epoch: self.header.epoch,
+            batch: self.header.batch,
+        }
+    }
+
+    /// Fingerprints of the data splits it was trained on.
+    pub fn data(&self) -> &BTreeMap<String, String> {
+        &self.header.data
+    }
+
+    fn parse(bytes: &[u8], path: PathBuf) -> Result<Self> {
         let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{e}"))?;
         let info = metadata
             .metadata()
@@ -324,14 +326,8 @@ impl Checkpoint {
             bail!("tensor `{name}` is missing");
         }
         Ok(Self {
-            path: PathBuf::new(),
+            path,
             config_text,
-            position: Position {
-                step: header.step,
-                epoch: header.epoch,
-                batch: header.batch,
-            },
-            data: header.data.clone(),
             header,
             tensors,
         })
@@ -404,7 +400,7 @@ impl Checkpoint {
                 .map_err(|e| anyhow!("{e}"))?;
             state.params = params;
             state.model_state = model_state;
-            state.position = self.position;
+            state.position = self.position();
             state.totals = EpochTotals {
                 loss: SetLoss {
                     summed: header.loss_summed,

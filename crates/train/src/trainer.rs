@@ -110,7 +110,7 @@ pub fn resume(run_dir: &Path, request: &ResumeRequest, stop: &AtomicBool) -> Res
         ))
         .into());
     }
-    let position = checkpoint.position;
+    let position = checkpoint.position();
     let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
     let finished = position.epoch > config.training.epochs
         || config
@@ -129,14 +129,17 @@ pub fn resume(run_dir: &Path, request: &ResumeRequest, stop: &AtomicBool) -> Res
     }
     let experiment = Experiment::resolve(&config, interactive, stop)?;
     let prints = fingerprints(&experiment);
-    if prints != checkpoint.data && !request.force {
+    if &prints != checkpoint.data() && !request.force {
         let changed: Vec<String> = prints
             .iter()
-            .filter(|(split, print)| checkpoint.data.get(*split) != Some(print))
+            .filter(|(split, print)| checkpoint.data().get(*split) != Some(print))
             .map(|(split, print)| {
                 format!(
                     "{split} (checkpoint {}, now {print})",
-                    checkpoint.data.get(split).map_or("absent", String::as_str)
+                    checkpoint
+                        .data()
+                        .get(split)
+                        .map_or("absent", String::as_str)
                 )
             })
             .collect();
