@@ -293,7 +293,7 @@ impl Drop for RemoveDirOnDrop {
     }
 }
 
-/// Test helpers that build `.tar.gz` archives (shared with the CIFAR tests).
+/// Test helpers shared by the loaders' tests: `.tar.gz` archives, MD5s, folder listings.
 #[cfg(test)]
 pub(crate) mod testing {
     use flate2::Compression;
@@ -302,6 +302,16 @@ pub(crate) mod testing {
     use tar::{EntryType, Header};
 
     use crate::download::hex;
+
+    /// Every name in a folder, sorted.
+    pub fn listing(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
 
     /// A `.tar.gz` of the given plain files (and of a folder entry for each path ending in `/`).
     pub fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
@@ -386,16 +396,6 @@ mod tests {
             ("./toy/readme.txt", b"hello"),
             ("toy/sub/c.bin", b"sea"),
         ])
-    }
-
-    /// Every name in a folder, sorted.
-    fn listing(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     /// Writes the archive under `dir` and extracts it there with the given flag.

@@ -4,7 +4,7 @@ use std::fs;
 use std::sync::atomic::Ordering;
 
 use super::*;
-use crate::archive::testing::{md5_hex, tar_gz};
+use crate::archive::testing::{listing, md5_hex, tar_gz};
 
 /// A cancellation flag that is never set.
 static GO: AtomicBool = AtomicBool::new(false);
@@ -97,16 +97,6 @@ fn labels(set: &Dataset) -> (&[u32], usize) {
         panic!("not classes: {:?}", set.targets)
     };
     (labels, *num_classes)
-}
-
-/// Every name in a folder, sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Tests of GloVe loading, on text files and zips in the real format, written here.
 
+use crate::archive::testing::listing;
 use std::collections::HashMap;
 use std::io::{Cursor, Write};
 
@@ -116,16 +117,6 @@ fn check_vectors(glove: &Glove, dim: usize) {
             None => assert!(row.iter().all(|&x| x == 0.0), "{token} is not zeros"),
         }
     }
-}
-
-/// Every name in a folder, sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::TokenShape;
-use crate::archive::testing::{md5_hex, tar_gz};
+use crate::archive::testing::{listing, md5_hex, tar_gz};
 
 /// A cancellation flag that is never set.
 static GO: AtomicBool = AtomicBool::new(false);
@@ -162,16 +162,6 @@ fn cache_file(cache: &ImdbCache) -> &Path {
         ImdbCache::Read(path) | ImdbCache::Written(path) => path,
         ImdbCache::Rebuilt { path, .. } | ImdbCache::NotWritten { path, .. } => path,
     }
-}
-
-/// Every name in a folder, sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]
