@@ -701,26 +701,24 @@ fn a_state_missing_its_warning_flag_is_rejected_naming_it() {
             Some(false),
             "{kind}"
         );
-        state.scalars.insert(crate::unmeasured::WARNED.into(), 0.5);
-        let err = config
-            .build()
-            .unwrap()
-            .load_state(&state, &device(), DType::F64)
-            .unwrap_err();
-        assert!(
-            err.to_string().contains(crate::unmeasured::WARNED),
-            "{kind}: {err}"
-        );
-        state.scalars.remove(crate::unmeasured::WARNED);
-        let err = config
-            .build()
-            .unwrap()
-            .load_state(&state, &device(), DType::F64)
-            .unwrap_err();
-        assert!(
-            err.to_string().contains(crate::unmeasured::WARNED),
-            "{kind}: {err}"
-        );
+        // A flag that is neither 0 nor 1, then no flag at all.
+        for flag in [Some(0.5), None] {
+            match flag {
+                Some(value) => state
+                    .scalars
+                    .insert(crate::unmeasured::WARNED.into(), value),
+                None => state.scalars.remove(crate::unmeasured::WARNED),
+            };
+            let err = config
+                .build()
+                .unwrap()
+                .load_state(&state, &device(), DType::F64)
+                .unwrap_err();
+            assert!(
+                err.to_string().contains(crate::unmeasured::WARNED),
+                "{kind} ({flag:?}): {err}"
+            );
+        }
     }
 }
 

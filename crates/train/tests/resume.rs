@@ -77,6 +77,12 @@ fn run_crashing(dir: &Path, cfg: &str, name: &str, fault: &str, extra: &[&str]) 
     run
 }
 
+/// The Adam run of [`config`] in `dir/run`, crashed after update 5 (its checkpoint is at 3).
+fn adam_run_crashed_after_5(dir: &Path) -> PathBuf {
+    let cfg = config(dir, "ndarray", METHODS[1].1);
+    run_crashing(dir, cfg.to_str().unwrap(), "run", "abort_after_step=5", &[])
+}
+
 /// `train --resume run` (with `extra` arguments), which must succeed; what it printed.
 fn resume_ok(dir: &Path, run: &Path, extra: &[&str]) -> String {
     let mut args = vec!["--resume", run.to_str().unwrap()];
@@ -293,14 +299,7 @@ fn a_resume_with_another_config_lists_the_differences_and_needs_force() {
 #[test]
 fn corrupt_and_truncated_checkpoints_are_named_and_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "ndarray", METHODS[1].1);
-    let run = run_crashing(
-        dir.path(),
-        cfg.to_str().unwrap(),
-        "run",
-        "abort_after_step=5",
-        &[],
-    );
+    let run = adam_run_crashed_after_5(dir.path());
     let run_s = run.to_str().unwrap();
     let path = run.join("checkpoint.safetensors");
     let good = std::fs::read(&path).unwrap();
@@ -328,14 +327,7 @@ fn corrupt_and_truncated_checkpoints_are_named_and_refused() {
 #[test]
 fn a_resume_whose_data_changed_is_refused_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "ndarray", METHODS[1].1);
-    let run = run_crashing(
-        dir.path(),
-        cfg.to_str().unwrap(),
-        "run",
-        "abort_after_step=5",
-        &[],
-    );
+    let run = adam_run_crashed_after_5(dir.path());
     let run_s = run.to_str().unwrap();
     let csv = dir.path().join("data.csv");
     let text = read(&csv);
