@@ -1,5 +1,5 @@
 //! The `train` command's library: config, backends, data batching, the experiment, the training
-//! state and its step, checkpoints, the training loop, output files and the benchmark. The binary (`main.rs`) is
+//! state and its step, checkpoints, the training loop, output files, the benchmark, and the `plot`/`summarize` commands. The binary (`main.rs`) is
 //! thin glue around [`trainer::train`], [`trainer::resume`] and [`trainer::dry_run`].
 
 pub mod backend;
@@ -11,6 +11,7 @@ pub mod experiment;
 pub mod log;
 pub mod output;
 pub mod passes;
+pub mod report;
 pub mod rundir;
 pub mod state;
 pub mod stopping;

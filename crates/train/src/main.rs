@@ -6,6 +6,8 @@
 //! train --resume DIR [--config FILE] [--set KEY=VALUE]... [--force]
 //! train sweep PLAN [--jobs N] [--list] [--task K] [--slurm]
 //! train bench [--steps N] [--rounds R] [--pytorch]
+//! train plot RUN_DIR... [--out FILE.png|FILE.svg] [--panels LIST] [--x step|epoch] [--first N]
+//! train summarize RESULTS_DIR [--format md|csv] [--at EPOCHS] [--reach METRIC=VALUE]
 //! ```
 //! Exit status: 0 when the run finished or was recorded as diverged, 2 for a bad command line or
 //! config, 1 for other failures, 128 + the signal's number when stopped by a signal (130 Ctrl-C,
@@ -69,6 +71,12 @@ enum Command {
     /// Runs a plan of many runs (configs × grid × seeds): locally with --jobs N, one with
     /// --task K, or as a Slurm array job script with --slurm.
     Sweep(steplab_train::sweep::SweepArgs),
+    /// Draws loss and step-size curves of run directories (seeds as mean and min-max band) as
+    /// a PNG or SVG picture.
+    Plot(steplab_train::report::PlotArgs),
+    /// One table over every run under a results folder (mean ± std over seeds), beside the
+    /// papers' published numbers.
+    Summarize(steplab_train::report::SummarizeArgs),
 }
 
 /// The signals that stop a run after its current step (a second one exits at once).
@@ -131,6 +139,14 @@ fn run(cli: Cli, stop: &AtomicBool) -> anyhow::Result<Option<RunStatus>> {
     match cli.command {
         Some(Command::Bench(args)) => {
             bench::run(&args)?;
+            return Ok(None);
+        }
+        Some(Command::Plot(args)) => {
+            steplab_train::report::plot(&args)?;
+            return Ok(None);
+        }
+        Some(Command::Summarize(args)) => {
+            steplab_train::report::summarize_command(&args)?;
             return Ok(None);
         }
         Some(Command::Sweep(args)) => {

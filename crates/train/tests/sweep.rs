@@ -496,3 +496,37 @@ fn the_lossgrad_table3_plan_is_7_configs_times_3_seeds() {
         "lossgrad_t3_fmnist_autoencoder_wngrad-seed2"
     );
 }
+
+#[test]
+fn every_plan_of_the_repository_expands_to_configs_that_load() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let expected_runs = [
+        ("lossgrad_table3.toml", 21),
+        ("reproduce_lossgrad_table3.toml", 21),
+        ("reproduce_lossgrad_fig3.toml", 6),
+        ("reproduce_l4_badreg.toml", 50),
+        ("reproduce_gr_boston.toml", 3),
+        ("reproduce_gr_logistic_fmnist.toml", 5),
+        ("reproduce_tlr_robustness_fmnist.toml", 12),
+        ("reproduce_cifar_short.toml", 6),
+        ("reproduce_imdb_short.toml", 6),
+    ];
+    let mut plans: Vec<String> = std::fs::read_dir(repo.join("plans"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    plans.sort();
+    let mut listed: Vec<String> = expected_runs.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(plans, listed, "a plan without an expected run count here");
+    for (name, count) in expected_runs {
+        let plan = Plan::load(&repo.join("plans").join(name), None).unwrap();
+        assert_eq!(plan.runs.len(), count, "{name}");
+        for run in &plan.runs {
+            let config = steplab_train::config::load(&run.config, &[], &run.set)
+                .unwrap_or_else(|e| panic!("{name}: {}: {e}", run.name));
+            assert!(config.training.epochs >= 1, "{name}: {}", run.name);
+        }
+    }
+}
