@@ -27,11 +27,18 @@ cargo build --release -p steplab-train
 mkdir -p "$RUNS" "$FIGURES"
 touch "$TIMES"
 
-# Records a section's wall time (seconds) in $TIMES, replacing an earlier record.
+# Records a section's wall time in $TIMES: seconds added to what earlier invocations recorded
+# (an interrupted reproduction that continues counts both parts; a rerun that finds every run
+# finished adds about nothing), or `skipped`.
 record_time() {
-    local section=$1 seconds=$2
+    local section=$1 seconds=$2 before
+    before=$(awk -v s="$section" '$1 == s && $2 ~ /^[0-9]+$/ { print $2 }' "$TIMES")
     grep -v "^$section " "$TIMES" > "$TIMES.tmp" || true
-    echo "$section $seconds" >> "$TIMES.tmp"
+    if [ "$seconds" = skipped ]; then
+        echo "$section skipped" >> "$TIMES.tmp"
+    else
+        echo "$section $(( ${before:-0} + seconds ))" >> "$TIMES.tmp"
+    fi
     mv "$TIMES.tmp" "$TIMES"
 }
 
@@ -69,8 +76,11 @@ for section in $SECTIONS; do
     lossgrad_fig3)
         sweep "$section" reproduce_lossgrad_fig3
         summarize lossgrad_fig3.md "$RUNS/lossgrad_fig3_fmnist_autoencoder"
-        plot lossgrad_fig3.png "$RUNS/lossgrad_fig3_fmnist_autoencoder" --panels lr,train_loss \
-            --first 800 --title "LossGrad Fig. 3 on the Fashion-MNIST autoencoder: h over the first 800 batches from six h0"
+        for precision in f32 f64; do
+            plot "lossgrad_fig3_$precision.png" "$RUNS"/lossgrad_fig3_fmnist_autoencoder/*-precision=$precision-seed0 \
+                --panels lr,train_loss --first 800 \
+                --title "LossGrad Fig. 3 on the Fashion-MNIST autoencoder in $precision: h over the first 800 batches from six h0"
+        done
         ;;
     l4_badreg)
         sweep "$section" reproduce_l4_badreg

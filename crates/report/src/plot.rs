@@ -197,7 +197,7 @@ enum Stroke {
 struct PanelData {
     panel: Panel,
     title: String,
-    x_label: &'static str,
+    x_label: String,
     y_label: &'static str,
     log_y: bool,
     lines: Vec<Line>,
@@ -444,10 +444,10 @@ fn panel_data(panel: Panel, groups: &[Group<'_>], options: &PlotOptions, window:
         Averaging::Arithmetic
     };
     let by_step = options.x == XAxis::Step;
-    let step_label = if window > 1 {
-        "update (averaged over windows)"
+    let step_label: &str = &if window > 1 {
+        format!("update (mean over windows of {window})")
     } else {
-        "update"
+        "update".to_string()
     };
     let mut lines = Vec::new();
     let (title, x_label, y_label, log_y) = match panel {
@@ -567,7 +567,7 @@ fn panel_data(panel: Panel, groups: &[Group<'_>], options: &PlotOptions, window:
             }
             (
                 "per-tensor step size: mean over tensors, smallest to largest".to_string(),
-                if window > 1 { step_label } else { "update" },
+                step_label,
                 "step size",
                 log,
             )
@@ -576,7 +576,7 @@ fn panel_data(panel: Panel, groups: &[Group<'_>], options: &PlotOptions, window:
     PanelData {
         panel,
         title,
-        x_label,
+        x_label: x_label.to_string(),
         y_label,
         log_y,
         lines,

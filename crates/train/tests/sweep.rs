@@ -503,7 +503,7 @@ fn every_plan_of_the_repository_expands_to_configs_that_load() {
     let expected_runs = [
         ("lossgrad_table3.toml", 21),
         ("reproduce_lossgrad_table3.toml", 21),
-        ("reproduce_lossgrad_fig3.toml", 6),
+        ("reproduce_lossgrad_fig3.toml", 12),
         ("reproduce_l4_badreg.toml", 50),
         ("reproduce_gr_boston.toml", 3),
         ("reproduce_gr_logistic_fmnist.toml", 5),

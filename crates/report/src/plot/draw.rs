@@ -10,15 +10,16 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use super::{Format, PanelData, Stroke};
+use super::{Format, Line, PanelData, Stroke};
 
 /// The font, shipped with the crate (Bitstream Vera license, `fonts/DejaVuSans-LICENSE.txt`).
 const FONT: &[u8] = include_bytes!("../../fonts/DejaVuSans.ttf");
 /// The family name the font is registered under; plotters' default family.
 const FAMILY: &str = "sans-serif";
 
-/// Tableau's ten colours: distinguishable, and readable in print.
-const PALETTE: [RGBColor; 10] = [
+/// Tableau's ten colours (distinguishable, readable in print), then ten darker ones for
+/// pictures with more experiments.
+const PALETTE: [RGBColor; 20] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -29,6 +30,16 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(127, 127, 127),
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
+    RGBColor(0, 0, 0),
+    RGBColor(0, 0, 128),
+    RGBColor(128, 0, 0),
+    RGBColor(0, 100, 0),
+    RGBColor(184, 134, 11),
+    RGBColor(0, 128, 128),
+    RGBColor(75, 0, 130),
+    RGBColor(255, 20, 147),
+    RGBColor(85, 107, 47),
+    RGBColor(70, 130, 180),
 ];
 
 fn register_font() -> Result<(), String> {
@@ -186,25 +197,52 @@ fn draw_panel<DB: DrawingBackend>(
         .iter()
         .flat_map(|l| l.points.iter().map(|p| p.0));
     let (x_lo, x_hi) = extent(xs);
-    let ys = panel.lines.iter().flat_map(|l| {
-        l.points
-            .iter()
-            .map(|p| p.1)
-            .chain(l.band.iter().flat_map(|b| [b.1, b.2]))
-    });
-    let (y_lo, y_hi) = extent(ys.filter(|y| !panel.log_y || *y > 0.0));
+    let (y_lo, y_hi) = y_extent(panel);
     let x_range = pad(x_lo, x_hi, false);
     if panel.log_y {
         let range = pad(y_lo, y_hi, true);
+        let top = range.end;
         let (bold, light) = log_ticks(range.start, range.end);
         let y = range
             .log_scale()
             .with_key_points(bold)
             .with_light_points(light);
-        draw_chart(area, panel, x_range, y)
+        draw_chart(area, panel, x_range, y, top)
     } else {
-        draw_chart(area, panel, x_range, pad(y_lo, y_hi, false))
+        let range = pad(y_lo, y_hi, false);
+        let top = range.end;
+        draw_chart(area, panel, x_range, range, top)
     }
+}
+
+/// The y values the axis shows: those of the lines without a diverged run, and of the others
+/// their lowest values and their first: a blow-up towards 1e200 would flatten every other curve,
+/// so it runs off the top, where its cross is drawn. When every line has a diverged run, all
+/// values count.
+fn y_extent(panel: &PanelData) -> (f64, f64) {
+    let usable = |y: &f64| !panel.log_y || *y > 0.0;
+    let values = |l: &Line| -> Vec<f64> {
+        l.points
+            .iter()
+            .map(|p| p.1)
+            .chain(l.band.iter().flat_map(|b| [b.1, b.2]))
+            .filter(usable)
+            .collect()
+    };
+    let (calm, diverged): (Vec<&Line>, Vec<&Line>) =
+        panel.lines.iter().partition(|l| l.crosses.is_empty());
+    let all = || extent(panel.lines.iter().flat_map(values));
+    if calm.iter().all(|l| values(l).is_empty()) {
+        return all();
+    }
+    let (lo, hi) = extent(calm.iter().flat_map(|l| values(l)));
+    let (diverged_lo, _) = extent(diverged.iter().flat_map(|l| values(l)));
+    let diverged_first = diverged
+        .iter()
+        .filter_map(|l| l.points.first().map(|p| p.1))
+        .filter(usable);
+    let (_, first_hi) = extent(diverged_first);
+    (lo.min(diverged_lo), hi.max(first_hi))
 }
 
 fn extent(values: impl Iterator<Item = f64>) -> (f64, f64) {
@@ -238,6 +276,7 @@ fn draw_chart<DB, Y>(
     panel: &PanelData,
     x_range: Range<f64>,
     y_spec: Y,
+    top: f64,
 ) -> Result<(), String>
 where
     DB: DrawingBackend,
@@ -254,7 +293,7 @@ where
         .map_err(e)?;
     chart
         .configure_mesh()
-        .x_desc(panel.x_label)
+        .x_desc(&panel.x_label)
         .y_desc(panel.y_label)
         .label_style((FAMILY, 14))
         .axis_desc_style((FAMILY, 15))
@@ -296,7 +335,7 @@ where
             .draw_series(
                 line.crosses
                     .iter()
-                    .map(|&p| Cross::new(p, 7, colour.stroke_width(3))),
+                    .map(|&(x, y)| Cross::new((x, y.min(top)), 7, colour.stroke_width(3))),
             )
             .map_err(e)?;
     }
@@ -368,6 +407,36 @@ fn tick(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plot::Panel;
+
+    fn line(points: &[(f64, f64)], crosses: &[(f64, f64)]) -> Line {
+        Line {
+            colour: 0,
+            style: Stroke::Solid,
+            points: points.to_vec(),
+            band: Vec::new(),
+            crosses: crosses.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_blow_up_runs_off_the_top_instead_of_setting_the_axis() {
+        let mut panel = PanelData {
+            panel: Panel::TrainLoss,
+            title: String::new(),
+            x_label: String::new(),
+            y_label: "loss",
+            log_y: true,
+            lines: vec![
+                line(&[(1.0, 10.0), (2.0, 1.0)], &[]),
+                line(&[(1.0, 20.0), (2.0, 0.5), (3.0, 1e200)], &[(3.0, 1e200)]),
+            ],
+        };
+        assert_eq!(y_extent(&panel), (0.5, 20.0));
+        // With only diverged lines every value counts.
+        panel.lines.remove(0);
+        assert_eq!(y_extent(&panel), (0.5, 1e200));
+    }
 
     #[test]
     fn log_ticks_label_decades_or_their_one_two_five_multiples() {
