@@ -436,6 +436,38 @@ fn line_of(
     }
 }
 
+/// One solid line per group of a `steps.csv` column against the update (averaged over windows of
+/// `window` updates), or of its per-epoch form `per_epoch` with [`XAxis::Epoch`].
+fn step_lines(
+    groups: &[Group<'_>],
+    options: &PlotOptions,
+    window: u64,
+    averaging: Averaging,
+    column: &str,
+    per_epoch: &dyn Fn(&Run) -> Option<Curve>,
+) -> Vec<Line> {
+    let by_step = options.x == XAxis::Step;
+    groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let curves: Vec<Option<Curve>> = g
+                .runs
+                .iter()
+                .map(|r| {
+                    if by_step {
+                        step_curve(r, column, options.first)
+                    } else {
+                        per_epoch(r)
+                    }
+                })
+                .collect();
+            let w = if by_step { window } else { 1 };
+            group_line(&g.runs, &curves, i, Stroke::Solid, averaging, w)
+        })
+        .collect()
+}
+
 fn panel_data(panel: Panel, groups: &[Group<'_>], options: &PlotOptions, window: u64) -> PanelData {
     let log = !options.linear;
     let geometric = if log {
@@ -452,21 +484,8 @@ fn panel_data(panel: Panel, groups: &[Group<'_>], options: &PlotOptions, window:
     let mut lines = Vec::new();
     let (title, x_label, y_label, log_y) = match panel {
         Panel::TrainLoss => {
-            for (i, g) in groups.iter().enumerate() {
-                let curves: Vec<Option<Curve>> = g
-                    .runs
-                    .iter()
-                    .map(|r| {
-                        if by_step {
-                            step_curve(r, "loss", options.first)
-                        } else {
-                            epoch_curve(r, "train_loss")
-                        }
-                    })
-                    .collect();
-                let w = if by_step { window } else { 1 };
-                lines.push(group_line(&g.runs, &curves, i, Stroke::Solid, geometric, w));
-            }
+            let per_epoch = |r: &Run| epoch_curve(r, "train_loss");
+            lines = step_lines(groups, options, window, geometric, "loss", &per_epoch);
             let x = if by_step { step_label } else { "epoch" };
             ("training loss".to_string(), x, "loss", log)
         }
@@ -515,21 +534,7 @@ fn panel_data(panel: Panel, groups: &[Group<'_>], options: &PlotOptions, window:
             )
         }
         Panel::StepSize => {
-            for (i, g) in groups.iter().enumerate() {
-                let curves: Vec<Option<Curve>> = g
-                    .runs
-                    .iter()
-                    .map(|r| {
-                        if by_step {
-                            step_curve(r, "lr", options.first)
-                        } else {
-                            lr_per_epoch(r)
-                        }
-                    })
-                    .collect();
-                let w = if by_step { window } else { 1 };
-                lines.push(group_line(&g.runs, &curves, i, Stroke::Solid, geometric, w));
-            }
+            lines = step_lines(groups, options, window, geometric, "lr", &lr_per_epoch);
             let (title, x) = if by_step {
                 ("step size", step_label)
             } else {

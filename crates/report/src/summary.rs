@@ -24,15 +24,8 @@ use crate::group::{Group, group_by_seed, mean_std, strip_seed_suffix};
 use crate::published::{At, METRICS, Published};
 use crate::run::Run;
 
-/// The metric columns of `epochs.csv`, in table order.
-pub const EPOCH_METRICS: [&str; 6] = [
-    "train_loss",
-    "train_accuracy",
-    "validation_loss",
-    "validation_accuracy",
-    "test_loss",
-    "test_accuracy",
-];
+/// The metric columns of `epochs.csv`, in table order: the published metrics but `lr`.
+pub const EPOCH_METRICS: &[&str] = METRICS.split_at(6).0;
 
 /// The `status` words in the order a row counts them.
 const STATUS_ORDER: [&str; 7] = [
