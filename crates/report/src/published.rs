@@ -62,6 +62,9 @@ pub struct PublishedRow {
     pub config: String,
     /// The paper and table, figure or section (`LossGrad Table 3`).
     pub source: String,
+    /// The dataset the paper's number is on, as `data.dataset` names it; a run of the config on
+    /// another dataset (`--set data.dataset=…`) gets the number marked as the paper's dataset's.
+    pub dataset: Option<String>,
     /// Free text: what the number is, where it is read off.
     pub note: Option<String>,
     /// When in training the values are.
@@ -103,6 +106,7 @@ struct RawFile {
 struct RawRow {
     config: toml::Spanned<String>,
     source: String,
+    dataset: Option<String>,
     note: Option<String>,
     epoch: Option<u64>,
     #[serde(default)]
@@ -200,6 +204,7 @@ impl Published {
             rows.push(PublishedRow {
                 config,
                 source: raw.source,
+                dataset: raw.dataset,
                 note: raw.note,
                 at,
                 approximate: raw.approximate,

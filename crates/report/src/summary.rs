@@ -174,6 +174,9 @@ pub struct PaperValue {
     pub ours: Option<Stat>,
     /// The paper and table.
     pub source: String,
+    /// The paper's dataset when it is not the run's (`None` when they agree or the published
+    /// row does not say).
+    pub other_dataset: Option<String>,
     /// The published row's note.
     pub note: Option<String>,
 }
@@ -330,6 +333,8 @@ fn summarize_group(
         .strip_prefix(config.as_str())
         .and_then(|rest| rest.strip_prefix('-'))
         .is_some_and(|rest| rest.contains('='));
+    let dataset = first.config_text("data.dataset");
+    let run_dataset = dataset.as_deref();
     let paper = if grid_variant {
         Vec::new()
     } else {
@@ -343,6 +348,10 @@ fn summarize_group(
                     approximate: row.approximate,
                     ours: over_seeds(&|r| value_when(r, metric, row.at)),
                     source: row.source.clone(),
+                    other_dataset: row
+                        .dataset
+                        .clone()
+                        .filter(|d| Some(d.as_str()) != run_dataset),
                     note: row.note.clone(),
                 })
             })
@@ -354,7 +363,7 @@ fn summarize_group(
         config,
         optimizer: first.config_text("optimizer.kind"),
         model: first.config_text("model.kind"),
-        dataset: first.config_text("data.dataset"),
+        dataset,
         seeds: runs.len(),
         status,
         epochs,
@@ -503,7 +512,11 @@ fn paper_cell(row: &SummaryRow) -> String {
         items.push(item);
         let last_of_source = row.paper.get(i + 1).is_none_or(|n| n.source != p.source);
         if last_of_source {
-            parts.push(format!("{} ({})", items.join(", "), p.source));
+            let on = p
+                .other_dataset
+                .as_ref()
+                .map_or_else(String::new, |d| format!(", on {d}"));
+            parts.push(format!("{} ({}{on})", items.join(", "), p.source));
             items.clear();
         }
     }
@@ -633,7 +646,8 @@ impl Summary {
     /// `_std` and `_n` columns (`<metric>_final_*`, `<metric>_best_*`, `<metric>_epoch<E>_*`,
     /// `reach_<metric>_<value>_epoch_*` with `_n` the seeds that reached it, `lr_final_*`),
     /// `status_<word>` counts, the paper's numbers as `paper_<metric>`, `paper_<metric>_best`
-    /// and `paper_<metric>_epoch<E>` with `paper_source` and `paper_note`. Numbers in full
+    /// and `paper_<metric>_epoch<E>` with `paper_source`, `paper_dataset` (the paper's dataset where it is not the run's) and
+    /// `paper_note`. Numbers in full
     /// precision (the shortest form that parses back to the same `f64`); empty cells where
     /// there is no value.
     pub fn to_csv(&self) -> String {
@@ -716,6 +730,12 @@ impl Summary {
                     }
                 }
                 sources.join("; ")
+            });
+            t.column("paper_dataset", |r| {
+                r.paper
+                    .iter()
+                    .find_map(|p| p.other_dataset.clone())
+                    .unwrap_or_default()
             });
             t.column("paper_note", |r| {
                 let several = r.paper.iter().any(|p| p.at != r.paper[0].at);

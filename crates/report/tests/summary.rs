@@ -517,8 +517,14 @@ fn every_published_row_names_an_existing_config_and_fits_it() {
         assert!(path.is_file(), "{}: no {}", row.config, path.display());
         assert!(!row.metrics.is_empty(), "{}", row.config);
         assert!(!row.source.is_empty(), "{}", row.config);
+        let config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        assert_eq!(
+            row.dataset.as_deref(),
+            config["data"]["dataset"].as_str(),
+            "{}: the row's dataset is its config's",
+            row.config
+        );
         if let At::Epoch(e) = row.at {
-            let config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
             let epochs = config["training"]["epochs"].as_integer().unwrap();
             assert!(
                 e as i64 <= epochs,
@@ -559,6 +565,39 @@ fn a_run_of_a_published_config_gets_the_papers_numbers() {
     let expected: Vec<(String, f64)> = paper.iter().map(|p| (p.metric.clone(), p.value)).collect();
     assert_eq!(expected, row.metrics);
     assert!(summary.to_markdown().contains(&format!("({})", row.source)));
+    assert!(paper.iter().all(|p| p.other_dataset.is_none()));
+
+    // The same config run on other data (`--set data.dataset=mnist`): the paper's numbers are
+    // still shown, marked as Fashion-MNIST's.
+    let other = tmp.path().join("other").join(format!("{config}-seed0"));
+    write_run(
+        &other,
+        config,
+        0,
+        ("lossgrad", "autoencoder", "mnist"),
+        &ae_rows(0),
+        "completed",
+    );
+    let runs = find_runs(&[other]).unwrap();
+    let summary = summarize(&runs, &SummaryOptions::default(), &published);
+    let paper = &summary.rows[0].paper;
+    assert!(!paper.is_empty());
+    assert!(
+        paper
+            .iter()
+            .all(|p| p.other_dataset.as_deref() == Some("fashion_mnist"))
+    );
+    let markdown = summary.to_markdown();
+    assert!(
+        markdown.contains(&format!("({}, on fashion_mnist)", row.source)),
+        "{markdown}"
+    );
+    let csv = summary.to_csv();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let at = header.iter().position(|h| h == "paper_dataset").unwrap();
+    let record = reader.records().next().unwrap().unwrap();
+    assert_eq!(&record[at], "fashion_mnist");
 }
 
 #[test]
