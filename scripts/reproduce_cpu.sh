@@ -42,12 +42,17 @@ record_time() {
     mv "$TIMES.tmp" "$TIMES"
 }
 
-# Runs a plan (skipping finished runs) and records its time under the section's name.
+# Runs a plan (skipping finished runs) and records its time under the section's name, unless
+# every run was finished before (then nothing ran and nothing is added).
 sweep() {
-    local section=$1 plan=$2 start
+    local section=$1 plan=$2 start log
     start=$(date +%s)
-    "$TRAIN" sweep "plans/$plan.toml" --jobs "$JOBS"
-    record_time "$section" $(( $(date +%s) - start ))
+    log=$(mktemp)
+    "$TRAIN" sweep "plans/$plan.toml" --jobs "$JOBS" 2>&1 | tee "$log"
+    if ! grep -q ": 0 finished, [0-9]* skipped (finished before), 0 failed" "$log"; then
+        record_time "$section" $(( $(date +%s) - start ))
+    fi
+    rm -f "$log"
 }
 
 summarize() {
