@@ -468,6 +468,25 @@ fn step_lines(
         .collect()
 }
 
+/// One line per group and `epochs.csv` column, each column in its stroke: all groups' lines of
+/// the first column, then of the next.
+fn epoch_lines(
+    groups: &[Group<'_>],
+    columns: &[(&str, Stroke)],
+    averaging: Averaging,
+) -> Vec<Line> {
+    columns
+        .iter()
+        .flat_map(|&(column, style)| {
+            groups.iter().enumerate().map(move |(i, g)| {
+                let curves: Vec<Option<Curve>> =
+                    g.runs.iter().map(|r| epoch_curve(r, column)).collect();
+                group_line(&g.runs, &curves, i, style, averaging, 1)
+            })
+        })
+        .collect()
+}
+
 fn panel_data(panel: Panel, groups: &[Group<'_>], options: &PlotOptions, window: u64) -> PanelData {
     let log = !options.linear;
     let geometric = if log {
@@ -490,16 +509,11 @@ fn panel_data(panel: Panel, groups: &[Group<'_>], options: &PlotOptions, window:
             ("training loss".to_string(), x, "loss", log)
         }
         Panel::EvalLoss => {
-            for (column, style) in [
+            let columns = [
                 ("validation_loss", Stroke::Solid),
                 ("test_loss", Stroke::Dashed),
-            ] {
-                for (i, g) in groups.iter().enumerate() {
-                    let curves: Vec<Option<Curve>> =
-                        g.runs.iter().map(|r| epoch_curve(r, column)).collect();
-                    lines.push(group_line(&g.runs, &curves, i, style, geometric, 1));
-                }
-            }
+            ];
+            lines = epoch_lines(groups, &columns, geometric);
             (
                 "validation (solid) and test (dashed) loss".to_string(),
                 "epoch",
@@ -508,24 +522,12 @@ fn panel_data(panel: Panel, groups: &[Group<'_>], options: &PlotOptions, window:
             )
         }
         Panel::Accuracy => {
-            for (column, style) in [
+            let columns = [
                 ("train_accuracy", Stroke::Dotted),
                 ("validation_accuracy", Stroke::Solid),
                 ("test_accuracy", Stroke::Dashed),
-            ] {
-                for (i, g) in groups.iter().enumerate() {
-                    let curves: Vec<Option<Curve>> =
-                        g.runs.iter().map(|r| epoch_curve(r, column)).collect();
-                    lines.push(group_line(
-                        &g.runs,
-                        &curves,
-                        i,
-                        style,
-                        Averaging::Arithmetic,
-                        1,
-                    ));
-                }
-            }
+            ];
+            lines = epoch_lines(groups, &columns, Averaging::Arithmetic);
             (
                 "accuracy: train (dotted), validation (solid), test (dashed)".to_string(),
                 "epoch",
