@@ -2,8 +2,9 @@
 """PyTorch CPU baseline: training steps per second of SGD and LossGrad on the models of
 `train bench --model`.
 
-Models (--model; the same networks as crates/models, parameter counts asserted), softmax
-cross-entropy on random inputs (uniform [0,1) "pixels", uniform labels of 10 classes; fixed seed):
+Models (--model; the same networks as crates/models, parameter counts asserted), random inputs
+(fixed seed); the classifiers train softmax cross-entropy on uniform [0,1) "pixels" and uniform
+labels of 10 classes:
   mlp            MLP 784-500-300-100-10 (ReLU, biases; 573,910 parameters), batch 100
   resnet20       He et al.'s CIFAR ResNet-20, option-A shortcuts, BN (269,722), 3x32x32, batch 128
   lenet5         LeNet-5 of PyTorch's CIFAR-10 tutorial, no dropout (62,006), 3x32x32, batch 32
@@ -11,8 +12,18 @@ cross-entropy on random inputs (uniform [0,1) "pixels", uniform labels of 10 cla
   bilstm         LossGrad's IMDb BiLSTM: frozen 25000x100 embedding, nn.LSTM(100, 256,
                  bidirectional), final states -> Linear(512, 1), BCE with logits (733,697 trained),
                  token ids of 400-token reviews (no padding), batch 100
+  wae_mmd        LossGrad's Table 6 WAE-MMD (39,742,531), as crates/models/src/generative/wae.rs:
+                 encoder 4 x [conv 5x5 stride 2 (128, 256, 512, 1024) -> BN -> ReLU] -> FC 16384-64
+                 = z; decoder FC 64-65536 -> ReLU -> [1024, 8, 8] -> 3 x [transposed conv 5x5
+                 stride 2 (512, 256, 128) -> BN -> ReLU] -> transposed conv 5x5 stride 1 -> 3 -> tanh;
+                 PyTorch's default initialisation; 3x64x64 pixels uniform in [-1,1), the target is
+                 the input, batch 64. Loss: reconstruction summed over pixels / batch + 100 * IMQ
+                 MMD (mmd.rs: scales C = s * 2 * 64 for s in .1 .2 .5 1 2 5 10, U-statistic within
+                 terms) between z and prior draws N(0, I); prior draws per step (torch.randn, seeded
+                 generator, drawn once per step) shared by LossGrad's probe, like the Rust step
 --batch overrides the batch size. A pool of pre-generated batches is cycled so data generation is
-not timed. BN layers are in training mode throughout; the LossGrad probe forward (under
+not timed (wae_mmd's prior draws, [batch, 64] per step, are; the pool itself, 16 x 64 images =
+48 MiB at batch 64, is in the peak RSS). BN layers are in training mode throughout; the LossGrad probe forward (under
 torch.no_grad) also updates BN's running statistics, which the Rust probe leaves alone: the cost
 of that update is a few per-channel vector operations.
 
@@ -23,7 +34,8 @@ Methods (one training step each):
               f0, g = loss and gradient (one forward + backward)
               s = sum over parameters of ||g||^2
               p -= h*g                                  (under torch.no_grad, old h)
-              f1 = loss on the same batch               (one extra forward under torch.no_grad)
+              f1 = loss on the same batch               (one extra forward under torch.no_grad;
+                                                         wae_mmd: the same prior draws too)
               r = (f1 - (f0 - h*s)) / (h*s + 1e-25)
               h = h / c if r > 0.5 (or f1, r non-finite) else h * c,   c = 1.05
             A non-finite s skips the update and divides h by c.
@@ -63,10 +75,17 @@ MODELS = {
     "lenet5": (62_006, (3, 32, 32), 32),
     "cifar_convnet": (189_230, (3, 32, 32), 100),
     "bilstm": (733_697, (400,), 100),
+    "wae_mmd": (39_742_531, (3, 64, 64), 64),
 }
 VOCAB = 25_000
 CLASSES = 10
 RATIO_EPS = 1e-25
+# wae_mmd (WaeMmdConfig's defaults): base channels, code size, MMD weight, prior variance
+WAE_WIDTH = 128
+WAE_Z = 64
+WAE_LAMBDA = 100.0
+WAE_PRIOR_VAR = 1.0
+IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -211,9 +230,74 @@ def build_bilstm(torch):
     return Bilstm()
 
 
+def mmd_imq(torch, z, prior, base):
+    """The multi-scale IMQ MMD of crates/models/src/generative/mmd.rs between codes z and prior
+    draws prior, both [n, d]: for C = s * base, k(a, b) = C / (C + |a - b|^2), the U-statistic
+    within terms (diagonal removed, / n(n-1)) minus 2/n^2 times the cross sum, summed over s.
+    With n = 1 the within terms have no pairs and are left out, as in the Rust code."""
+    n = z.shape[0]
+
+    def squared_distances(a, b):
+        return a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1, keepdim=True).t() - 2.0 * (a @ b.t())
+
+    d_zz = squared_distances(z, z)
+    d_pp = squared_distances(prior, prior)
+    d_zp = squared_distances(z, prior)
+    mask = 1.0 - torch.eye(n, dtype=z.dtype, device=z.device) if n > 1 else None
+    pairs = max(n * (n - 1), 1)
+    total = None
+    for scale in IMQ_SCALES:
+        c = scale * base
+        term = -(c / (c + d_zp)).sum() * (2.0 / (n * n))
+        if mask is not None:
+            term = ((c / (c + d_zz) + c / (c + d_pp)) * mask).sum() / pairs + term
+        total = term if total is None else total + term
+    return total
+
+
+def build_wae_mmd(torch):
+    """The WAE-MMD of crates/models/src/generative/wae.rs at its defaults (width 128, z 64,
+    lambda 100, sigma^2 1, tanh output), PyTorch's default initialisation."""
+    nn, F = torch.nn, torch.nn.functional
+    width, z_dim, c, side = WAE_WIDTH, WAE_Z, 3, 64
+
+    class WaeMmd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            enc, c_in = [], c
+            for factor in (1, 2, 4, 8):
+                enc += [nn.Conv2d(c_in, width * factor, 5, 2, 2, bias=True),
+                        nn.BatchNorm2d(width * factor), nn.ReLU()]
+                c_in = width * factor
+            self.encoder = nn.Sequential(*enc, nn.Flatten(), nn.Linear(c_in * (side // 16) ** 2, z_dim))
+            self.top, self.start = width * 8, side // 8
+            self.project = nn.Linear(z_dim, self.top * self.start ** 2)
+            dec, c_in = [], self.top
+            for factor in (4, 2, 1):
+                dec += [nn.ConvTranspose2d(c_in, width * factor, 5, 2, 2, output_padding=1, bias=True),
+                        nn.BatchNorm2d(width * factor), nn.ReLU()]
+                c_in = width * factor
+            self.decoder = nn.Sequential(*dec, nn.ConvTranspose2d(c_in, c, 5, 1, 2), nn.Tanh())
+
+        def forward(self, x):
+            """(reconstruction x_hat, codes z)."""
+            z = self.encoder(x)
+            h = F.relu(self.project(z)).reshape(x.shape[0], self.top, self.start, self.start)
+            return self.decoder(h), z
+
+        def objective(self, x, prior):
+            """Squared error summed over pixels / batch + lambda * MMD_IMQ(z, prior draws)."""
+            x_hat, z = self(x)
+            reconstruction = (x_hat - x).pow(2).sum() / x.shape[0]
+            return reconstruction + WAE_LAMBDA * mmd_imq(torch, z, prior, 2.0 * z_dim * WAE_PRIOR_VAR)
+
+    return WaeMmd()
+
+
 def build_model(torch, name):
     model = {"mlp": build_mlp, "resnet20": build_resnet20, "lenet5": build_lenet5,
-             "cifar_convnet": build_cifar_convnet, "bilstm": build_bilstm}[name](torch)
+             "cifar_convnet": build_cifar_convnet, "bilstm": build_bilstm,
+             "wae_mmd": build_wae_mmd}[name](torch)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     expected = MODELS[name][0]
     assert n_params == expected, f"{name} has {n_params} parameters, expected {expected}"
@@ -227,6 +311,9 @@ def make_batches(torch, args):
     if args.model == "bilstm":
         xs = torch.randint(2, VOCAB, (args.pool, args.batch, *shape), generator=g)
         ys = torch.randint(0, 2, (args.pool, args.batch), generator=g).float()
+    elif args.model == "wae_mmd":
+        xs = torch.rand(args.pool, args.batch, *shape, generator=g) * 2 - 1
+        return [(xs[i].contiguous(),) * 2 for i in range(args.pool)]  # the target is the input
     else:
         xs = torch.rand(args.pool, args.batch, *shape, generator=g)
         ys = torch.randint(0, CLASSES, (args.pool, args.batch), generator=g)
@@ -239,13 +326,35 @@ def loss_function(torch, args):
     return torch.nn.functional.cross_entropy
 
 
+def loss_name(model: str) -> str:
+    return {"bilstm": "BCE with logits",
+            "wae_mmd": f"reconstruction summed over pixels / batch + {WAE_LAMBDA:g} * IMQ MMD"}.get(
+        model, "softmax cross-entropy")
+
+
+def make_objective(torch, model, args):
+    """(objective(x, y, noise) -> loss tensor, draw() -> the step's noise). A step calls draw()
+    once and passes the result to each of its forwards (LossGrad's probe too): the classifiers
+    have none; wae_mmd's is the step's prior draws z~ ~ N(0, sigma^2 I) [batch, z]."""
+    if args.model == "wae_mmd":
+        g = torch.Generator().manual_seed(args.seed + 2)
+        std = math.sqrt(WAE_PRIOR_VAR)
+
+        def draw():
+            return torch.randn(args.batch, WAE_Z, generator=g) * std
+
+        return (lambda x, y, prior: model.objective(x, prior)), draw
+    loss_fn = loss_function(torch, args)
+    return (lambda x, y, noise: loss_fn(model(x), y)), (lambda: None)
+
+
 def make_sgd_step(torch, model, args):
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr)
-    loss_fn = loss_function(torch, args)
+    objective, draw = make_objective(torch, model, args)
 
     def step(x, y):
         opt.zero_grad()
-        loss = loss_fn(model(x), y)
+        loss = objective(x, y, draw())
         loss.backward()
         opt.step()
         return loss
@@ -255,7 +364,7 @@ def make_sgd_step(torch, model, args):
 
 def make_lossgrad_step(torch, model, args):
     params = [p for p in model.parameters() if p.requires_grad]
-    loss_fn = loss_function(torch, args)
+    objective, draw = make_objective(torch, model, args)
     c = args.lossgrad_c
     state = {"h": args.lossgrad_h0, "skipped": 0, "nonfinite_f1": 0}
 
@@ -263,7 +372,8 @@ def make_lossgrad_step(torch, model, args):
         h = state["h"]
         for p in params:
             p.grad = None
-        loss = loss_fn(model(x), y)
+        noise = draw()  # once per step: the probe below sees the same prior draws
+        loss = objective(x, y, noise)
         loss.backward()
         with torch.no_grad():
             f0 = loss.item()
@@ -274,7 +384,7 @@ def make_lossgrad_step(torch, model, args):
                 return loss
             for p in params:
                 p.sub_(p.grad, alpha=h)  # p -= h*g with the old h
-            f1 = loss_fn(model(x), y).item()  # the extra forward pass, same batch
+            f1 = objective(x, y, noise).item()  # the extra forward pass, same batch (and noise)
         lred = h * s
         r = (f1 - (f0 - lred)) / (lred + RATIO_EPS)
         if not math.isfinite(f1):
@@ -365,7 +475,7 @@ def header(args) -> None:
           f"({'--threads' if args.threads is not None else 'torch default'}), "
           f"interop threads: {torch.get_num_interop_threads()}", flush=True)
     print(f"model: {args.model}, {MODELS[args.model][0]} parameters, input {MODELS[args.model][1]}, "
-          f"softmax cross-entropy, batch {args.batch}, random inputs (seed {args.seed})", flush=True)
+          f"{loss_name(args.model)}, batch {args.batch}, random inputs (seed {args.seed})", flush=True)
     print(f"timing: {args.warmup} warm-up steps, then {args.rounds} rounds x {args.steps} steps, "
           f"median steps/s; SGD lr {args.lr}; LossGrad h0 {args.lossgrad_h0}, c {args.lossgrad_c}", flush=True)
 

@@ -1,13 +1,13 @@
 //! Datasets for steplab, on the host: no tensors, no Burn.
 //!
 //! The trainer asks this crate for [`Splits`] (MNIST and Fashion-MNIST through [`load_mnist`],
-//! CIFAR-10 and CIFAR-100 through [`load_cifar`], IMDb reviews through [`load_imdb`], tabular
-//! data through [`load_csv`], seeded synthetic problems through [`bad_regression`]), holds out a
-//! validation set with [`split_validation`], and each epoch walks [`batches`] of an
-//! [`epoch_order`], gathering each batch with [`Features::gather_f32`] or
-//! [`Features::gather_f64`] before turning it into a tensor. Image rows know their shape
-//! ([`Features::image_shape`]); a batch of them can be augmented with [`crop_flip_batch`] and
-//! normalised per channel with [`normalize_channels`].
+//! CIFAR-10 and CIFAR-100 through [`load_cifar`], CelebA's faces through [`load_celeba`], IMDb
+//! reviews through [`load_imdb`], tabular data through [`load_csv`], seeded synthetic problems
+//! through [`bad_regression`]), holds out a validation set with [`split_validation`], and each
+//! epoch walks [`batches`] of an [`epoch_order`], gathering each batch with
+//! [`Features::gather_f32`] or [`Features::gather_f64`] before turning it into a tensor. Image
+//! rows know their shape ([`Features::image_shape`]); a batch of them can be augmented with
+//! [`crop_flip_batch`] and normalised per channel with [`normalize_channels`].
 //!
 //! Text rows are token ids padded to one length ([`Features::token_shape`]), gathered with their
 //! real lengths by [`Features::gather_tokens`]. They come from torchtext's `basic_english`
@@ -22,6 +22,7 @@
 
 mod archive;
 pub mod augment;
+pub mod celeba;
 pub mod cifar;
 pub mod csv;
 mod dataset;
@@ -38,6 +39,10 @@ pub mod text;
 
 pub use self::csv::{CsvTask, load_csv, parse_csv};
 pub use augment::{AugmentKey, CropFlip, Real, crop_flip, crop_flip_batch, normalize_channels};
+pub use celeba::{
+    BadImages, CELEBA_IMAGE_SHAPE, Celeba, CelebaCache, CelebaPreprocess, CelebaSettings,
+    load_celeba,
+};
 pub use cifar::{
     CIFAR_IMAGE_SHAPE, CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, CifarKind,
     CifarLabel, load_cifar,

@@ -205,6 +205,10 @@ pub struct Forward {
     /// Updated state (one tensor per [`StateSpec`], in order) after a `Train` pass of a model
     /// with state; `None` otherwise. The trainer stores it after the optimizer's step.
     pub new_state: Option<Vec<Tensor<1>>>,
+    /// The named terms of the objective (shape `[1]` each, in the order of
+    /// [`Model::loss_parts`]) for the log: a WAE's reconstruction and MMD. Empty for a model
+    /// whose objective is one term.
+    pub parts: Vec<Tensor<1>>,
 }
 
 /// What a model predicts for a batch.
@@ -250,7 +254,27 @@ pub trait Model: Send + Sync {
             loss: self.loss().compute(outputs.clone(), target),
             outputs,
             new_state,
+            parts: Vec::new(),
         }
+    }
+
+    /// The names of the objective's terms that [`Model::forward`] returns in
+    /// [`Forward::parts`] (logged as their own columns); none by default.
+    fn loss_parts(&self) -> &[&'static str] {
+        &[]
+    }
+
+    /// Images decoded from `count` draws of the model's prior (a generative model's samples),
+    /// `[count, c, h, w]` in the data's range, in `Eval` mode with the draws of `cx`'s noise;
+    /// `None` for models that generate nothing.
+    fn sample(
+        &self,
+        _params: &[Tensor<1>],
+        _state: &[Tensor<1>],
+        _count: usize,
+        _cx: &Cx<'_>,
+    ) -> Option<Tensor<4>> {
+        None
     }
 
     /// The data loss this model trains with (how batch losses combine into a set's loss).

@@ -1,4 +1,4 @@
-//! Per-step randomness: dropout masks (and, later, prior samples) keyed by (seed, step, site).
+//! Per-step randomness: dropout masks and prior samples keyed by (seed, step, site).
 //!
 //! A [`StepNoise`] belongs to one optimizer step. Every draw is a pure function of the run's
 //! seed, the step number and the draw's *site* (a name such as `fc1.dropout`), made on the host
@@ -59,6 +59,31 @@ impl StepNoise {
         mask
     }
 
+    /// `numel` independent N(0, 1) draws for `site` (a WAE's prior samples), by the Box-Muller
+    /// transform of the site's uniform stream. The same (site, numel) within a step gives the
+    /// same draws, so every probe of a step sees the training pass's samples.
+    pub fn normal(&self, site: &str, numel: usize) -> Tensor<1> {
+        let key = format!("{site}/normal/{numel}");
+        if let Some(draws) = self.masks.borrow().get(&key) {
+            return draws.clone();
+        }
+        let mut rng = self.rng(site);
+        let mut values = Vec::with_capacity(numel + 1);
+        while values.len() < numel {
+            // u1 in (0, 1] keeps the logarithm finite.
+            let u1 = 1.0 - rng.random::<f64>();
+            let u2 = rng.random::<f64>();
+            let radius = (-2.0 * u1.ln()).sqrt();
+            let angle = std::f64::consts::TAU * u2;
+            values.push(radius * angle.cos());
+            values.push(radius * angle.sin());
+        }
+        values.truncate(numel);
+        let draws = Tensor::from_data(TensorData::new(values, [numel]), (&self.device, self.dtype));
+        self.masks.borrow_mut().insert(key, draws.clone());
+        draws
+    }
+
     /// The generator of `site` for this step: seeded from (seed, step), on the site's stream.
     fn rng(&self, site: &str) -> ChaCha8Rng {
         let mut rng =
@@ -95,5 +120,38 @@ mod tests {
         let kept = m.iter().filter(|&&v| v == 2.0).count();
         assert!(m.iter().all(|&v| v == 0.0 || v == 2.0));
         assert!((400..600).contains(&kept), "{kept} of 1000 kept at p = 0.5");
+    }
+
+    #[test]
+    fn normal_draws_are_cached_per_step_and_standard_normal() {
+        let d = test_device();
+        let a = StepNoise::new(3, 7, &d, DType::F64);
+        let z = values(a.normal("prior", 20_001));
+        assert_eq!(z, values(a.normal("prior", 20_001)), "cached");
+        assert_eq!(
+            z,
+            values(StepNoise::new(3, 7, &d, DType::F64).normal("prior", 20_001)),
+            "regenerated from (seed, step)"
+        );
+        assert_ne!(
+            z,
+            values(StepNoise::new(3, 8, &d, DType::F64).normal("prior", 20_001))
+        );
+        let n = z.len() as f64;
+        let mean = z.iter().sum::<f64>() / n;
+        let var = z.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        let fourth = z.iter().map(|v| (v - mean).powi(4)).sum::<f64>() / n;
+        // Standard errors at n = 20 001: mean 0.007, variance 0.01, fourth moment ≈ 0.07.
+        assert!(mean.abs() < 0.03, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.04, "variance {var}");
+        assert!(
+            (fourth - 3.0).abs() < 0.3,
+            "fourth moment {fourth} (normal: 3)"
+        );
+        let within_one = z.iter().filter(|v| v.abs() < 1.0).count() as f64 / n;
+        assert!(
+            (within_one - 0.6827).abs() < 0.02,
+            "P(|z| < 1) = {within_one}"
+        );
     }
 }

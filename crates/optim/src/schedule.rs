@@ -62,6 +62,21 @@ pub struct MultiStepSchedule {
     /// Factor γ (default 0.1).
     #[serde(default = "default_tenth")]
     pub gamma: f64,
+    /// One factor per milestone, applied in turn, instead of one γ for all (the WAE paper's
+    /// CelebA Adam: `milestones = [31, 51]`, `gammas = [0.5, 0.2]` halves the rate after 30
+    /// epochs and divides it by 5 after 50). Needs explicit milestones of the same number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gammas: Option<Vec<f64>>,
+}
+
+impl MultiStepSchedule {
+    /// The factor after the first `count` milestones.
+    fn factor(&self, count: usize) -> f64 {
+        match &self.gammas {
+            Some(g) => g.iter().take(count).product(),
+            None => self.gamma.powi(count as i32),
+        }
+    }
 }
 
 /// `kind = "step"` keys.
@@ -148,6 +163,29 @@ impl ScheduleConfig {
         match self {
             Self::Multistep(s) => {
                 check_factor("schedule.gamma", s.gamma)?;
+                if let Some(gammas) = &s.gammas {
+                    for &g in gammas {
+                        check_factor("schedule.gammas", g)?;
+                    }
+                    let count = s
+                        .milestones
+                        .as_ref()
+                        .map(Vec::len)
+                        .or(s.milestone_steps.as_ref().map(Vec::len));
+                    if count != Some(gammas.len()) {
+                        return Err(OptimError::invalid(
+                            "schedule.gammas",
+                            format!(
+                                "needs one factor per milestone: {} factors for {}",
+                                gammas.len(),
+                                match count {
+                                    Some(n) => format!("{n} milestones"),
+                                    None => "the default milestones (set milestones)".into(),
+                                }
+                            ),
+                        ));
+                    }
+                }
                 if let Some(m) = &s.milestone_steps {
                     if s.milestones.is_some() {
                         return Err(OptimError::invalid(
@@ -163,22 +201,13 @@ impl ScheduleConfig {
                         ));
                     }
                 }
-                if let Some(m) = &s.milestones {
-                    if m.contains(&0) || m.windows(2).any(|w| w[0] >= w[1]) {
-                        return Err(OptimError::invalid(
-                            "schedule.milestones",
-                            format!("must be increasing epochs from 1, got {m:?}"),
-                        ));
-                    }
-                    if let Some(late) = m.iter().find(|&&e| e > epochs) {
-                        return Err(OptimError::invalid(
-                            "schedule.milestones",
-                            format!(
-                                "milestone {late} is past the last epoch (training.epochs = \
-                                 {epochs}): it would never apply"
-                            ),
-                        ));
-                    }
+                if let Some(m) = &s.milestones
+                    && (m.contains(&0) || m.windows(2).any(|w| w[0] >= w[1]))
+                {
+                    return Err(OptimError::invalid(
+                        "schedule.milestones",
+                        format!("must be increasing epochs from 1, got {m:?}"),
+                    ));
                 }
                 Ok(())
             }
@@ -231,6 +260,34 @@ impl ScheduleConfig {
         }
     }
 
+    /// A note for the user when epoch milestones lie past the last of `epochs` epochs (a
+    /// shortened run of a paper's schedule, or a typo): they are allowed, and never apply.
+    pub fn unreached_milestones(&self, epochs: usize) -> Option<String> {
+        let Self::Multistep(MultiStepSchedule {
+            milestones: Some(m),
+            ..
+        }) = self
+        else {
+            return None;
+        };
+        let late: Vec<String> = m
+            .iter()
+            .filter(|&&e| e > epochs)
+            .map(usize::to_string)
+            .collect();
+        (!late.is_empty()).then(|| {
+            format!(
+                "schedule.milestones {} past the last epoch (training.epochs = {epochs}): the \
+                 rate does not change there in this run",
+                if late.len() == 1 {
+                    format!("{} is", late[0])
+                } else {
+                    format!("{} are", late.join(", "))
+                }
+            )
+        })
+    }
+
     /// Whether the rate changes by global step (`multistep` with `milestone_steps`), so the
     /// trainer must ask [`lr_at`](Self::lr_at) before every step, not only at epoch starts.
     pub fn is_per_step(&self) -> bool {
@@ -252,7 +309,7 @@ impl ScheduleConfig {
             Self::Multistep(s) => {
                 if let Some(m) = &s.milestone_steps {
                     let count = m.iter().filter(|&&m| m <= steps_done).count();
-                    return lr * s.gamma.powi(count as i32);
+                    return lr * s.factor(count);
                 }
                 let count = match &s.milestones {
                     Some(m) => m.iter().filter(|&&m| m <= epoch).count(),
@@ -261,7 +318,7 @@ impl ScheduleConfig {
                         .filter(|&&m| m >= 1 && m <= epoch)
                         .count(),
                 };
-                lr * s.gamma.powi(count as i32)
+                lr * s.factor(count)
             }
             Self::Step(s) => lr * s.gamma.powi((epoch / s.step_size) as i32),
             Self::Exponential(s) => lr * s.gamma.powi(epoch as i32),
@@ -330,6 +387,41 @@ mod tests {
     }
 
     #[test]
+    fn per_milestone_factors_follow_the_wae_celeba_schedule() {
+        let s = parse("kind = \"multistep\"\nmilestones = [31, 51]\ngammas = [0.5, 0.2]");
+        assert!(s.validate(80, 1e-3).is_ok());
+        let r = rates(&s, 1e-3, 80);
+        assert!(r[..30].iter().all(|&x| x == 1e-3), "epochs 1-30");
+        assert!(r[30..50].iter().all(|&x| x == 1e-3 * 0.5), "epochs 31-50");
+        assert!(
+            r[50..].iter().all(|&x| x == 1e-3 * 0.5 * 0.2),
+            "epochs 51-80"
+        );
+        let steps = parse("kind = \"multistep\"\nmilestone_steps = [3, 5]\ngammas = [0.5, 0.2]");
+        assert_eq!(steps.lr_at(1.0, 1, 1, 4), 0.5);
+        assert_eq!(steps.lr_at(1.0, 1, 1, 5), 0.5 * 0.2);
+    }
+
+    #[test]
+    fn milestones_past_the_end_are_allowed_and_noted() {
+        let s = parse("kind = \"multistep\"\nmilestones = [31, 51]\ngammas = [0.5, 0.2]");
+        assert!(
+            s.validate(1, 1e-3).is_ok(),
+            "a shortened run of the schedule"
+        );
+        assert_eq!(rates(&s, 1e-3, 1), vec![1e-3]);
+        let note = s.unreached_milestones(40).expect("51 is past epoch 40");
+        assert!(
+            note.contains("51 is past") && note.contains("= 40"),
+            "{note}"
+        );
+        let note = s.unreached_milestones(1).unwrap();
+        assert!(note.contains("31, 51 are past"), "{note}");
+        assert_eq!(s.unreached_milestones(80), None);
+        assert_eq!(parse("kind = \"multistep\"").unreached_milestones(1), None);
+    }
+
+    #[test]
     fn step_halves_from_epoch_twenty_as_lossgrad_table_3() {
         let s = parse("kind = \"step\"\nstep_size = 20\ngamma = 0.5");
         let r = rates(&s, 16.0, 40);
@@ -385,8 +477,16 @@ mod tests {
             ("kind = \"cosine\"\nmin_lr = -1", "schedule.min_lr"),
             ("kind = \"cosine\"\nmin_lr = 0.5", "schedule.min_lr"),
             (
-                "kind = \"multistep\"\nmilestones = [10, 31]",
-                "schedule.milestones",
+                "kind = \"multistep\"\nmilestones = [10, 20]\ngammas = [0.5]",
+                "schedule.gammas",
+            ),
+            (
+                "kind = \"multistep\"\ngammas = [0.5, 0.2]",
+                "schedule.gammas",
+            ),
+            (
+                "kind = \"multistep\"\nmilestones = [10, 20]\ngammas = [0.5, 0]",
+                "schedule.gammas",
             ),
             (
                 "kind = \"multistep\"\nmilestone_steps = [10, 10]",

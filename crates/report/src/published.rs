@@ -28,14 +28,17 @@ use serde::Deserialize;
 use crate::error::{ReportError, Result};
 
 /// The metric keys a row may give, in the order tables print them: the metric columns of
-/// `epochs.csv`, then `lr` (the step size the method settles at).
-pub const METRICS: [&str; 7] = [
+/// `epochs.csv` (a WAE's reconstruction terms among them: LossGrad Table 6 reports those), then
+/// `lr` (the step size the method settles at).
+pub const METRICS: [&str; 9] = [
     "train_loss",
     "train_accuracy",
     "validation_loss",
     "validation_accuracy",
     "test_loss",
     "test_accuracy",
+    "train_reconstruction",
+    "test_reconstruction",
     "lr",
 ];
 
@@ -119,6 +122,8 @@ struct RawRow {
     validation_accuracy: Option<f64>,
     test_loss: Option<f64>,
     test_accuracy: Option<f64>,
+    train_reconstruction: Option<f64>,
+    test_reconstruction: Option<f64>,
     lr: Option<f64>,
 }
 
@@ -132,6 +137,8 @@ impl RawRow {
             self.validation_accuracy,
             self.test_loss,
             self.test_accuracy,
+            self.train_reconstruction,
+            self.test_reconstruction,
             self.lr,
         ];
         METRICS

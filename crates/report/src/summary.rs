@@ -25,7 +25,7 @@ use crate::published::{At, METRICS, Published};
 use crate::run::Run;
 
 /// The metric columns of `epochs.csv`, in table order: the published metrics but `lr`.
-pub const EPOCH_METRICS: &[&str] = METRICS.split_at(6).0;
+pub const EPOCH_METRICS: &[&str] = METRICS.split_at(METRICS.len() - 1).0;
 
 /// The `status` words in the order a row counts them.
 const STATUS_ORDER: [&str; 7] = [

@@ -34,6 +34,9 @@ pub struct BenchArgs {
     /// Rounds (alternating between a method and its base); medians are reported.
     #[arg(long, default_value_t = 15)]
     pub rounds: usize,
+    /// Untimed steps per method before the rounds (caches, allocator, thread pools).
+    #[arg(long, default_value_t = 10)]
+    pub warmup: usize,
     /// Backends to measure (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = default_backends())]
     pub backends: Vec<String>,
@@ -47,7 +50,8 @@ pub struct BenchArgs {
     pub pytorch: bool,
     /// The model timed: `mlp` (LossGrad's MNIST MLP, batch 100), `resnet20` (batch 128),
     /// `lenet5` (batch 32), `cifar_convnet` (batch 100), `bilstm` (batch 100 of 400-token
-    /// reviews); the convnets on random 3×32×32 images.
+    /// reviews), `wae_mmd` (LossGrad Table 6's 40M-parameter WAE, batch 64 of 3×64×64); the
+    /// convnets on random 3×32×32 images.
     #[arg(long, default_value = "mlp")]
     pub model: String,
     /// Internal: measure one backend/optimizer pair in this process and print one CSV line.
@@ -232,7 +236,7 @@ struct Figure {
 pub fn run(args: &BenchArgs) -> Result<()> {
     let model = bench_model(&args.model)?;
     if let Some(pair) = &args.child {
-        return child(&pair[0], &pair[1], model, args.steps, args.rounds);
+        return child(&pair[0], &pair[1], model, args);
     }
     for (flag, value) in [("--steps", args.steps), ("--rounds", args.rounds)] {
         if value == 0 {
@@ -269,6 +273,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     &args.steps.to_string(),
                     "--rounds",
                     &args.rounds.to_string(),
+                    "--warmup",
+                    &args.warmup.to_string(),
                 ])
                 .args(["--model", model.name, "--child", backend, m.name])
                 .output()
@@ -296,6 +302,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 &per_round.to_string(),
                 "--rounds",
                 &args.rounds.to_string(),
+                "--warmup",
+                &args.warmup.to_string(),
             ])
             .output()
             .context("cannot run scripts/bench_pytorch.sh (run from the repository root)")?;
@@ -322,7 +330,7 @@ pub struct BenchModel {
     shape: InputShape,
     /// Batch size.
     batch: usize,
-    /// Number of classes of the random labels.
+    /// Number of classes of the random labels; 0 for an autoencoder (its input is its target).
     classes: usize,
     /// What the table's title says.
     title: &'static str,
@@ -371,6 +379,14 @@ const BENCH_MODELS: &[BenchModel] = &[
         batch: 100,
         classes: 2,
         title: "LossGrad's IMDb BiLSTM (frozen 25000x100 embedding), 400-token reviews, batch 100",
+    },
+    BenchModel {
+        name: "wae_mmd",
+        toml: "kind = \"wae_mmd\"",
+        shape: InputShape::Image([3, 64, 64]),
+        batch: 64,
+        classes: 0,
+        title: "LossGrad Table 6's WAE-MMD (39,742,531 parameters) on 3x64x64, batch 64",
     },
 ];
 
@@ -504,13 +520,29 @@ fn backend_kind(name: &str) -> Result<BackendKind> {
 }
 
 /// Random batches of the model's input shape (inputs in [0, 1), or token ids of whole-length
-/// reviews; one-hot labels).
+/// reviews; one-hot labels; an autoencoder's pixels in [−1, 1) as their own targets).
 fn random_batches(compute: &Compute, bench: BenchModel, count: usize) -> Vec<Batch> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let (n, k) = (bench.batch, bench.classes);
     let size = bench.shape.numel();
     (0..count)
         .map(|_| {
+            if k == 0 {
+                let opts = (&compute.device, compute.dtype);
+                let pixels: Vec<f32> = (0..n * size)
+                    .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+                    .collect();
+                let rows: Tensor<2> = Tensor::from_data(TensorData::new(pixels, [n, size]), opts);
+                let InputShape::Image([c, h, w]) = bench.shape else {
+                    unreachable!("the benchmark's autoencoder reads images")
+                };
+                return Batch {
+                    inputs: Input::Images(rows.clone().reshape([n, c, h, w])),
+                    target: Target::Values(rows),
+                    labels: None,
+                    len: n,
+                };
+            }
             let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..k as u32)).collect();
             let mut one_hot = vec![0.0f32; n * k];
             for (i, l) in labels.iter().enumerate() {
@@ -624,11 +656,13 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn child(backend: &str, name: &str, bench: BenchModel, steps: usize, rounds: usize) -> Result<()> {
+fn child(backend: &str, name: &str, bench: BenchModel, args: &BenchArgs) -> Result<()> {
+    let (steps, rounds) = (args.steps, args.rounds);
     let compute = backend::compute(backend_kind(backend)?, Precision::F32)?;
     let model_config: ModelConfig = toml::from_str(bench.toml)?;
-    let task = Task::Classification {
-        classes: bench.classes,
+    let task = match bench.classes {
+        0 => Task::Reconstruction,
+        classes => Task::Classification { classes },
     };
     let model = model_config.build(bench.shape, task)?;
     let model = model.as_ref();
@@ -646,7 +680,9 @@ fn child(backend: &str, name: &str, bench: BenchModel, steps: usize, rounds: usi
         .map(|s| Runner::new(s, model, &compute))
         .collect::<Result<Vec<_>>>()?;
     for runner in &mut runners {
-        runner.run(10, model, &compute, &batches); // warm-up
+        if args.warmup > 0 {
+            runner.run(args.warmup, model, &compute, &batches);
+        }
     }
     // Rounds alternate between the runners so that the machine's drift hits all of them.
     let per_round = steps.div_ceil(rounds.max(1)).max(1);
@@ -702,6 +738,110 @@ fn peak_rss_mib() -> f64 {
 mod timing {
     use super::*;
     use burn::tensor::DType;
+    use burn::tensor::module::{conv_transpose2d, conv2d};
+    use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+
+    /// Where a WAE-MMD step's time goes, layer by layer at batch 64 on flex (f32): forward and
+    /// forward + backward of each convolution and transposed convolution, with the GFLOP/s
+    /// each reaches (2 · multiply-adds / time; the backward does twice the forward's work).
+    /// `cargo test --release -p steplab-train --lib timing::time_wae_layers -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn time_wae_layers() {
+        let compute = backend::compute(BackendKind::Flex, Precision::F32).unwrap();
+        let opts = (&compute.device, DType::F32);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let mut random = |shape: [usize; 4]| -> Tensor<4> {
+            let n = shape.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
+            Tensor::from_data(TensorData::new(v, shape), opts)
+        };
+        let batch = 64;
+        // (name, transposed, c_in, c_out, input side, stride)
+        let layers = [
+            ("enc.conv0", false, 3, 128, 64, 2),
+            ("enc.conv1", false, 128, 256, 32, 2),
+            ("enc.conv2", false, 256, 512, 16, 2),
+            ("enc.conv3", false, 512, 1024, 8, 2),
+            ("dec.deconv0", true, 1024, 512, 8, 2),
+            ("dec.deconv1", true, 512, 256, 16, 2),
+            ("dec.deconv2", true, 256, 128, 32, 2),
+            ("dec.out", true, 128, 3, 64, 1),
+        ];
+        let (mut conv_s, mut deconv_s) = (0.0, 0.0);
+        for (name, transposed, c_in, c_out, side, stride) in layers {
+            let x = random([batch, c_in, side, side]);
+            let w = if transposed {
+                random([c_in, c_out, 5, 5])
+            } else {
+                random([c_out, c_in, 5, 5])
+            };
+            let apply = |x: Tensor<4>, w: Tensor<4>| {
+                if transposed {
+                    let o = ConvTransposeOptions::new(
+                        [stride, stride],
+                        [2, 2],
+                        [stride - 1, stride - 1],
+                        [1, 1],
+                        1,
+                    );
+                    conv_transpose2d(x, w, None, o)
+                } else {
+                    conv2d(
+                        x,
+                        w,
+                        None,
+                        ConvOptions::new([stride, stride], [2, 2], [1, 1], 1),
+                    )
+                }
+            };
+            let out_side = if transposed {
+                side * stride
+            } else {
+                side / stride
+            };
+            // Multiply-adds: every output pixel of a convolution, every input pixel of a
+            // transposed one, times c_in · c_out · 25.
+            let pixels = if transposed {
+                side * side
+            } else {
+                out_side * out_side
+            };
+            let macs = (batch * pixels * c_in * c_out * 25) as f64;
+            let reps = 3;
+            let _ = apply(x.clone(), w.clone()).sum().into_data(); // warm-up
+            let t = Instant::now();
+            for _ in 0..reps {
+                let _ = apply(x.clone(), w.clone()).sum().into_data();
+            }
+            let forward = t.elapsed().as_secs_f64() / reps as f64;
+            let t = Instant::now();
+            for _ in 0..reps {
+                let xt = x.clone().autodiff().require_grad();
+                let wt = w.clone().autodiff().require_grad();
+                let grads = apply(xt.clone(), wt.clone()).sum().backward();
+                let _ = wt.grad(&grads).map(|g| g.sum().into_data());
+                let _ = xt.grad(&grads).map(|g| g.sum().into_data());
+            }
+            let both = t.elapsed().as_secs_f64() / reps as f64;
+            if transposed {
+                deconv_s += both;
+            } else {
+                conv_s += both;
+            }
+            println!(
+                "{name:<12} fwd {:>8.1} ms ({:>5.1} GFLOP/s)  fwd+bwd {:>8.1} ms ({:>5.1} GFLOP/s)",
+                forward * 1e3,
+                2.0 * macs / forward / 1e9,
+                both * 1e3,
+                6.0 * macs / both / 1e9
+            );
+        }
+        println!(
+            "convolutions {:.2} s, transposed convolutions {:.2} s per forward + backward",
+            conv_s, deconv_s
+        );
+    }
 
     /// `cargo test --release -p steplab-train --lib timing -- --ignored --nocapture`
     #[test]

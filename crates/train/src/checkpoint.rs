@@ -53,6 +53,9 @@ struct Header {
     samples: usize,
     correct: usize,
     labelled: bool,
+    /// The epoch's totals of the objective's named terms (absent before they existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    part_totals: Vec<String>,
     epoch_seconds: String,
     last_lr: String,
     train_seconds: String,
@@ -182,6 +185,7 @@ pub fn save(
         samples: totals.loss.samples,
         correct: totals.correct(),
         labelled: totals.labelled,
+        part_totals: totals.parts.iter().map(|&v| format_f64(v)).collect(),
         epoch_seconds: format_f64(totals.seconds),
         last_lr: format_f64(state.last_lr),
         train_seconds: format_f64(state.train_seconds),
@@ -410,6 +414,18 @@ impl Checkpoint {
                 correct: header.correct,
                 pending: None,
                 labelled: header.labelled,
+                parts: match header.part_totals.len() {
+                    0 => vec![0.0; model.loss_parts().len()],
+                    n if n == model.loss_parts().len() => header
+                        .part_totals
+                        .iter()
+                        .map(|v| parse_f64(v, "part_totals"))
+                        .collect::<Result<_>>()?,
+                    n => bail!(
+                        "it has {n} loss-term totals, this model has {}",
+                        model.loss_parts().len()
+                    ),
+                },
                 seconds: parse_f64(&header.epoch_seconds, "epoch_seconds")?,
             };
             state.last_lr = parse_f64(&header.last_lr, "last_lr")?;

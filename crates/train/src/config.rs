@@ -137,6 +137,9 @@ pub enum DatasetKind {
     /// IMDb movie reviews (Maas et al. 2011), 25k/25k, positive or negative, as token ids
     /// (`vocab_size`, `min_count`, `max_len`).
     Imdb,
+    /// CelebA's aligned faces (Liu et al. 2015) at 64×64, 162,770 / 19,867 / 19,962 by the
+    /// official partition, no labels (`preprocess`, `bad_images`).
+    Celeba,
 }
 
 /// `data.augment`: how training images are augmented.
@@ -230,6 +233,14 @@ pub struct DataConfig {
     /// IMDb only: reviews are truncated to their first `max_len` tokens (default 400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_len: Option<usize>,
+    /// CelebA only: `wae` (centre crop 140×140, then resize to 64×64, as the WAE code; default)
+    /// or `resize` (the whole 178×218 image resized to 64×64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<steplab_data::CelebaPreprocess>,
+    /// CelebA only: an image that does not decode is an `error` (default) or is `skip`ped
+    /// (named in the run's output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_images: Option<steplab_data::BadImages>,
     /// `bad_regression` only: how the target matrix A is built (`recht` or `svd`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matrix: Option<ConditioningMatrix>,

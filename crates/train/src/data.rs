@@ -50,6 +50,8 @@ pub struct Pipeline {
 pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<Prepared> {
     let data = &config.data;
     let mut vocabulary = None;
+    // A dataset's own validation split (CelebA's partition), used instead of a hold-out.
+    let mut own_validation = None;
     let (train, test) = match data.dataset {
         DatasetKind::Mnist | DatasetKind::FashionMnist => {
             let kind = if data.dataset == DatasetKind::Mnist {
@@ -163,6 +165,32 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
             vocabulary = Some(imdb.vocabulary);
             (imdb.splits.train, imdb.splits.test)
         }
+        DatasetKind::Celeba => {
+            let settings = steplab_data::CelebaSettings {
+                preprocess: data.preprocess.unwrap_or_default(),
+                bad_images: data.bad_images.unwrap_or_default(),
+            };
+            let celeba =
+                steplab_data::load_celeba(&data.root, &settings, data.download, progress, cancel)
+                    .map_err(load_error)?;
+            report_celeba_cache(&celeba.cache);
+            if !celeba.skipped.is_empty() {
+                eprintln!(
+                    "warning: {} CelebA images did not decode and were skipped                      (data.bad_images = \"skip\"): {}",
+                    celeba.skipped.len(),
+                    celeba.skipped.join(", ")
+                );
+            }
+            if data.validation_fraction != 0.0 {
+                return Err(ConfigError::key(
+                    "data.validation_fraction",
+                    "CelebA has its own validation split (list_eval_partition.txt); set it to 0",
+                )
+                .into());
+            }
+            own_validation = celeba.splits.validation;
+            (celeba.splits.train, celeba.splits.test)
+        }
         DatasetKind::BadRegression => {
             let samples = data.samples.unwrap_or(1000);
             if samples == 0 {
@@ -201,6 +229,16 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
             DatasetKind::Imdb,
         ),
         ("data.max_len", data.max_len.is_some(), DatasetKind::Imdb),
+        (
+            "data.preprocess",
+            data.preprocess.is_some(),
+            DatasetKind::Celeba,
+        ),
+        (
+            "data.bad_images",
+            data.bad_images.is_some(),
+            DatasetKind::Celeba,
+        ),
         // CIFAR-10's only label is "fine"; asking it for "coarse" is refused by its loader.
         (
             "data.label",
@@ -278,6 +316,29 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
         seed: config.run.seed,
         channels: cifar_kind(data.dataset).map(|kind| (kind.mean(), kind.std())),
     };
+    if let Some((low, high)) = config.model.output_range() {
+        // A decoder reproduces pixels in its output's range: the images (bytes on [0, 1]) are
+        // mapped onto it, x ↦ (x − mean) / std with mean = −low / (high − low), std = 1 / (high − low).
+        if data.normalize.is_some() {
+            return Err(ConfigError::key(
+                "data.normalize",
+                format!(
+                    "model.kind = \"{}\" scales the images to its decoder's output range \
+                     [{low}, {high}] itself (model.output); remove data.normalize",
+                    config.model.kind()
+                ),
+            )
+            .into());
+        }
+        let (mean, std) = (-low / (high - low), 1.0 / (high - low));
+        if pipeline.channels.is_some() {
+            pipeline.channels = Some(([mean; 3], [std; 3]));
+        } else if (mean, std) != (0.0, 1.0) {
+            train = train.normalized(mean, std);
+            test = test.map(|t| t.normalized(mean, std));
+            own_validation = own_validation.map(|v: Dataset| v.normalized(mean, std));
+        }
+    }
     if let Some([mean, std]) = data.normalize {
         if !(mean.is_finite() && std.is_finite() && std > 0.0) {
             return Err(ConfigError::key(
@@ -298,6 +359,7 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
     if config.model.is_autoencoder() {
         train = train.into_reconstruction();
         test = test.map(Dataset::into_reconstruction);
+        own_validation = own_validation.map(Dataset::into_reconstruction);
     }
     if let Some(t) = &test
         && t.features.cols() != train.features.cols()
@@ -315,6 +377,9 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
     let (mut train, mut validation) =
         steplab_data::split_validation(train, data.validation_fraction, config.run.seed)
             .map_err(|e| ConfigError(e.to_string()))?;
+    if own_validation.is_some() {
+        validation = own_validation;
+    }
     if data.standardize {
         if image.is_some() {
             return Err(ConfigError::key(
@@ -358,6 +423,27 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
         pipeline,
         embedding,
     })
+}
+
+/// Says what became of the CelebA cache (the images are decoded once into it).
+fn report_celeba_cache(cache: &steplab_data::CelebaCache) {
+    use steplab_data::CelebaCache;
+    match cache {
+        CelebaCache::Read(path) => {
+            eprintln!("CelebA images read from the cache {}", path.display())
+        }
+        CelebaCache::Written(path) => {
+            eprintln!("CelebA images decoded and cached in {}", path.display())
+        }
+        CelebaCache::Rebuilt { path, reason } => {
+            eprintln!("CelebA cache {} rebuilt ({reason})", path.display())
+        }
+        CelebaCache::NotWritten { path, reason } => eprintln!(
+            "warning: the CelebA cache {} was not written ({reason}): the next run decodes the \
+             images again",
+            path.display()
+        ),
+    }
 }
 
 /// A loader's error: a [`steplab_data::DataError::InvalidConfig`] is a config error (exit 2, it

@@ -11,6 +11,7 @@ pub mod experiment;
 pub mod log;
 pub mod output;
 pub mod passes;
+pub mod pictures;
 pub mod report;
 pub mod rundir;
 pub mod state;

@@ -28,6 +28,20 @@ pub struct EpochRecord {
     pub lr: f64,
     /// Seconds the epoch took (training and evaluation).
     pub seconds: f64,
+    /// The objective's named terms ([`Columns::parts`]): the epoch's training mean, and on the
+    /// validation and test sets when evaluated.
+    pub parts: EpochParts,
+}
+
+/// The objective's named terms of an epoch, one value per [`Columns::parts`] name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EpochParts {
+    /// Means over the epoch's training batches.
+    pub train: Vec<f64>,
+    /// On the validation set, when evaluated.
+    pub validation: Option<Vec<f64>>,
+    /// On the test set, when evaluated.
+    pub test: Option<Vec<f64>>,
 }
 
 /// What happens in a run, as the sinks see it.
@@ -79,6 +93,10 @@ pub const EPOCH_COLUMNS: [&str; 9] = [
 pub struct Columns {
     /// The method's diagnostics (after `step,epoch,loss,lr` in `steps.csv`).
     pub diagnostics: Vec<String>,
+    /// The names of the objective's terms (a WAE's `reconstruction`, `mmd`): after the
+    /// diagnostics in `steps.csv`, and as `train_<name>`, `validation_<name>` and
+    /// `test_<name>` after `seconds` in `epochs.csv`.
+    pub parts: Vec<String>,
     /// One name per parameter tensor, when the method reports per-tensor values (`layers.csv`).
     pub layers: Option<Vec<String>>,
 }
@@ -87,6 +105,14 @@ impl Columns {
     fn steps(&self) -> Vec<&str> {
         let mut header = vec!["step", "epoch", "loss", "lr"];
         header.extend(self.diagnostics.iter().map(String::as_str));
+        header.extend(self.parts.iter().map(String::as_str));
+        header
+    }
+    fn epochs(&self) -> Vec<String> {
+        let mut header: Vec<String> = EPOCH_COLUMNS.iter().map(|c| c.to_string()).collect();
+        for split in ["train", "validation", "test"] {
+            header.extend(self.parts.iter().map(|p| format!("{split}_{p}")));
+        }
         header
     }
     fn layers(&self) -> Option<Vec<&str>> {
@@ -96,6 +122,10 @@ impl Columns {
             header
         })
     }
+}
+
+fn as_strs(names: &[String]) -> Vec<&str> {
+    names.iter().map(String::as_str).collect()
 }
 
 /// The run directory's files.
@@ -112,7 +142,7 @@ impl FileSink {
         Ok(Self {
             dir: dir.to_path_buf(),
             steps: CsvLog::create(&dir.join("steps.csv"), &columns.steps())?,
-            epochs: CsvLog::create(&dir.join("epochs.csv"), &EPOCH_COLUMNS)?,
+            epochs: CsvLog::create(&dir.join("epochs.csv"), &as_strs(&columns.epochs()))?,
             layers: match columns.layers() {
                 Some(header) => Some(CsvLog::create(&dir.join("layers.csv"), &header)?),
                 None => None,
@@ -126,7 +156,7 @@ impl FileSink {
         Ok(Self {
             dir: dir.to_path_buf(),
             steps: CsvLog::reopen(&dir.join("steps.csv"), &columns.steps(), steps)?,
-            epochs: CsvLog::reopen(&dir.join("epochs.csv"), &EPOCH_COLUMNS, epochs)?,
+            epochs: CsvLog::reopen(&dir.join("epochs.csv"), &as_strs(&columns.epochs()), epochs)?,
             layers: match columns.layers() {
                 Some(header) => Some(CsvLog::reopen(&dir.join("layers.csv"), &header, steps)?),
                 None => None,
@@ -146,6 +176,7 @@ impl Sink for FileSink {
                     Cell::Num(record.lr),
                 ];
                 cells.extend(record.diagnostics.iter().copied().map(Cell::Num));
+                cells.extend(record.parts.iter().copied().map(Cell::Num));
                 self.steps.row(&cells)?;
                 if let Some(layers) = &mut self.layers {
                     let mut cells = vec![Cell::Int(record.step), Cell::Int(record.epoch as u64)];
@@ -155,7 +186,7 @@ impl Sink for FileSink {
             }
             Event::Epoch(r) => {
                 let opt = |v: Option<f64>| v.map(Cell::Num).unwrap_or(Cell::Empty);
-                self.epochs.row(&[
+                let mut cells = vec![
                     Cell::Int(r.epoch as u64),
                     Cell::Num(r.train_loss),
                     opt(r.train_accuracy),
@@ -165,7 +196,16 @@ impl Sink for FileSink {
                     opt(r.test.1),
                     Cell::Num(r.lr),
                     Cell::Num(r.seconds),
-                ])?;
+                ];
+                cells.extend(r.parts.train.iter().copied().map(Cell::Num));
+                let parts = r.parts.train.len();
+                for split in [&r.parts.validation, &r.parts.test] {
+                    match split {
+                        Some(values) => cells.extend(values.iter().copied().map(Cell::Num)),
+                        None => cells.extend((0..parts).map(|_| Cell::Empty)),
+                    }
+                }
+                self.epochs.row(&cells)?;
             }
             Event::Status(status) => write_status(&self.dir, status)?,
             Event::EpochStart { .. } | Event::Message(_) => {}

@@ -67,6 +67,8 @@ pub struct Graded {
     pub outputs: Tensor<2>,
     /// The updated state of a `Train` pass of a model with state.
     pub new_state: Option<Vec<Tensor<1>>>,
+    /// The values of the objective's named terms ([`Model::loss_parts`]).
+    pub parts: Vec<f64>,
 }
 
 /// Loss and gradient of `batch` at `params` (one forward and one backward pass), the outputs and
@@ -87,6 +89,7 @@ pub fn loss_and_grad(pass: &Pass<'_>, params: &[Tensor<1>], batch: &Batch, mode:
         .collect();
     Graded {
         loss: scalar(forward.loss),
+        parts: forward.parts.into_iter().map(scalar).collect(),
         grads,
         outputs: forward.outputs.inner(),
         new_state: forward
@@ -242,8 +245,20 @@ impl SetLoss {
     }
 }
 
-/// Loss (the objective as the model's loss defines it, over the whole set) and accuracy of a
-/// dataset, in `Eval` mode (running statistics, no dropout).
+/// What [`evaluate`] found on a set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetEvaluation {
+    /// The objective over the set, as the model's loss combines batches.
+    pub loss: f64,
+    /// The accuracy, where labels apply.
+    pub accuracy: Option<f64>,
+    /// The objective's named terms ([`Model::loss_parts`]), each averaged over the set's
+    /// samples (batch values weighted by batch size).
+    pub parts: Vec<f64>,
+}
+
+/// Loss (the objective as the model's loss defines it, over the whole set), accuracy and the
+/// objective's terms of a dataset, in `Eval` mode (running statistics, no dropout).
 pub fn evaluate(
     pass: &Pass<'_>,
     params: &[Tensor<1>],
@@ -251,22 +266,33 @@ pub fn evaluate(
     pipeline: &data::Pipeline,
     compute: &Compute,
     batch_size: usize,
-) -> (f64, Option<f64>) {
+) -> SetEvaluation {
     let order: Vec<usize> = (0..set.len()).collect();
     let mut set_loss = SetLoss::new(pass.model);
+    let mut parts = vec![0.0; pass.model.loss_parts().len()];
     let mut pending: Option<Tensor<1, Int>> = None;
     let mut has_labels = false;
     for rows in order.chunks(batch_size) {
         let batch = make_batch(set, rows, pipeline, compute);
-        let Forward { loss, outputs, .. } = pass.objective(params, &batch, Mode::Eval);
+        let Forward {
+            loss,
+            outputs,
+            parts: batch_parts,
+            ..
+        } = pass.objective(params, &batch, Mode::Eval);
         set_loss.add(scalar(loss), batch.len);
+        for (total, part) in parts.iter_mut().zip(batch_parts) {
+            *total += scalar(part) * batch.len as f64;
+        }
         if let Some(labels) = &batch.labels {
             has_labels = true;
             data::add_correct(&mut pending, outputs, labels);
         }
     }
-    (
-        set_loss.value(),
-        has_labels.then(|| pending.map_or(0, data::read_count) as f64 / set.len() as f64),
-    )
+    let samples = set.len().max(1) as f64;
+    SetEvaluation {
+        loss: set_loss.value(),
+        accuracy: has_labels.then(|| pending.map_or(0, data::read_count) as f64 / set.len() as f64),
+        parts: parts.into_iter().map(|total| total / samples).collect(),
+    }
 }

@@ -50,6 +50,9 @@ pub struct EpochTotals {
     pub pending: Option<Tensor<1, Int>>,
     /// Whether the batches had class labels (accuracy applies).
     pub labelled: bool,
+    /// Per named term of the objective ([`Model::loss_parts`]): the sum of its batch values
+    /// times the batch sizes (divided by the samples for the epoch's mean).
+    pub parts: Vec<f64>,
     /// Seconds spent in this epoch so far (before a resume, and since).
     pub seconds: f64,
 }
@@ -62,8 +65,15 @@ impl EpochTotals {
             correct: 0,
             pending: None,
             labelled: false,
+            parts: vec![0.0; model.loss_parts().len()],
             seconds: 0.0,
         }
+    }
+
+    /// The epoch's mean of every named term of the objective so far.
+    pub fn part_means(&self) -> Vec<f64> {
+        let samples = self.loss.samples.max(1) as f64;
+        self.parts.iter().map(|total| total / samples).collect()
     }
 
     /// Correctly classified samples so far (reads the device's pending count: a sync).
@@ -164,6 +174,8 @@ pub struct StepRecord {
     pub lr: f64,
     /// The method's diagnostics.
     pub diagnostics: Vec<f64>,
+    /// The values of the objective's named terms ([`Model::loss_parts`]) before the update.
+    pub parts: Vec<f64>,
     /// The method's per-tensor values (empty unless it reports them).
     pub per_tensor: Vec<f64>,
     /// A warning for the user.
@@ -217,6 +229,7 @@ impl Stepper<'_> {
             grads,
             outputs,
             new_state,
+            parts,
         } = loss_and_grad(&pass, &state.params, batch, Mode::Train);
         if !loss.is_finite() {
             return StepOutcome::NonFiniteLoss;
@@ -257,6 +270,9 @@ impl Stepper<'_> {
         }
         let totals = &mut state.totals;
         totals.loss.add(loss, batch.len);
+        for (total, part) in totals.parts.iter_mut().zip(&parts) {
+            *total += part * batch.len as f64;
+        }
         if let Some(labels) = &batch.labels {
             totals.labelled = true;
             data::add_correct(&mut totals.pending, outputs, labels);
@@ -270,6 +286,7 @@ impl Stepper<'_> {
             loss,
             lr,
             diagnostics,
+            parts,
             per_tensor,
             warning,
         })

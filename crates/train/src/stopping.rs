@@ -302,6 +302,7 @@ mod tests {
             test: (None, Some(test_accuracy)),
             lr: 0.1,
             seconds: 1.0,
+            parts: Default::default(),
         }
     }
 

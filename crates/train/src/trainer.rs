@@ -14,9 +14,9 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::{self, Config, ConfigError};
 use crate::data;
 use crate::experiment::Experiment;
-use crate::log::{Columns, ConsoleSink, EpochRecord, Event, FileSink, RunLog};
+use crate::log::{Columns, ConsoleSink, EpochParts, EpochRecord, Event, FileSink, RunLog};
 use crate::output::{Divergence, RunStatus, error_chain, is_finished, write_status};
-use crate::passes::{Pass, evaluate};
+use crate::passes::{Pass, SetEvaluation, evaluate};
 use crate::rundir::{self, RunDir};
 use crate::state::{StepOutcome, TrainState};
 use crate::stopping::StopReason;
@@ -316,6 +316,12 @@ fn record_failure(dir: &Path, result: Result<RunStatus>) -> Result<RunStatus> {
 
 fn columns(experiment: &Experiment, state: &TrainState) -> Columns {
     Columns {
+        parts: experiment
+            .model
+            .loss_parts()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         diagnostics: state
             .optimizer
             .diagnostic_names()
@@ -335,6 +341,12 @@ fn columns(experiment: &Experiment, state: &TrainState) -> Columns {
 
 fn describe(experiment: &Experiment) -> String {
     let config = &experiment.config;
+    let note = config
+        .schedule
+        .as_ref()
+        .and_then(|s| s.unreached_milestones(config.training.epochs))
+        .map(|note| format!("\nnote: {note}"))
+        .unwrap_or_default();
     format!(
         "{}: {} on {} samples ({} batches/epoch), {} parameters, {} with {} on {} ({:?})",
         config.run.name.as_deref().unwrap_or("run"),
@@ -346,7 +358,7 @@ fn describe(experiment: &Experiment) -> String {
         format_args!("lr {}", config.optimizer.lr()),
         backend::name(config.run.backend),
         config.run.precision,
-    )
+    ) + &note
 }
 
 /// The fingerprints of the experiment's data splits, as a checkpoint keeps them.
@@ -517,6 +529,9 @@ fn run(
         }
         let record = evaluate_epoch(experiment, &mut state, &mut clock);
         log.send(Event::Epoch(&record))?;
+        if let Some(path) = crate::pictures::write_epoch_grid(experiment, &state, dir)? {
+            log.message(&format!("pictures: {}", path.display()))?;
+        }
         let stop_reason = state
             .stopping
             .after_epoch(
@@ -573,21 +588,25 @@ fn evaluate_epoch(
         l2: config.training.l2,
     };
     let eval = |set: &Option<steplab_data::Dataset>| match set {
-        Some(set) if config.training.evaluate => {
-            let (l, a) = evaluate(
-                &pass,
-                &state.params,
-                set,
-                &prepared.pipeline,
-                compute,
-                config.data.eval_batch_size,
-            );
-            (Some(l), a)
-        }
-        _ => (None, None),
+        Some(set) if config.training.evaluate => Some(evaluate(
+            &pass,
+            &state.params,
+            set,
+            &prepared.pipeline,
+            compute,
+            config.data.eval_batch_size,
+        )),
+        _ => None,
     };
     let validation = eval(&prepared.validation);
     let test = eval(&prepared.test);
+    let parts = EpochParts {
+        train: state.totals.part_means(),
+        validation: validation.as_ref().map(|e| e.parts.clone()),
+        test: test.as_ref().map(|e| e.parts.clone()),
+    };
+    let pair = |e: Option<SetEvaluation>| e.map_or((None, None), |e| (Some(e.loss), e.accuracy));
+    let (validation, test) = (pair(validation), pair(test));
     let lap = clock.lap();
     state.train_seconds += lap;
     let seconds = state.totals.seconds + lap;
@@ -599,5 +618,6 @@ fn evaluate_epoch(
         test,
         lr: state.last_lr,
         seconds,
+        parts,
     }
 }

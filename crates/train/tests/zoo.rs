@@ -1,5 +1,6 @@
-//! The convnets and the BiLSTM of the zoo against every optimizer, through the trainer's own
-//! step functions: every kind takes two steps on every image and text model on ndarray and flex
+//! The convnets, the BiLSTM and the WAE of the zoo against every optimizer, through the trainer's
+//! own step functions: every kind takes two steps on every image, text and generative model on
+//! ndarray and flex
 //! (and wgpu when the feature is on), and the probes of a step see the step's own batch
 //! statistics and dropout mask without touching the running statistics.
 
@@ -15,11 +16,13 @@ use steplab_train::config::{BackendKind, Precision};
 use steplab_train::data::Batch;
 use steplab_train::passes::{BatchProbe, Graded, Pass, loss_and_grad};
 
-/// What a test model reads: images `[c, h, w]` (10 classes) or token sequences (2 classes).
+/// What a test model reads: images `[c, h, w]` (10 classes), token sequences (2 classes) or
+/// images it reconstructs.
 #[derive(Clone, Copy)]
 enum Sample {
     Image([usize; 3]),
     Tokens,
+    Reconstruction([usize; 3]),
 }
 
 /// Steps and vocabulary of the token samples.
@@ -49,6 +52,10 @@ const MODELS: &[(&str, Sample)] = &[
         "kind = \"bilstm\"\nembedding = \"random\"\nembedding_dim = 4\nhidden = 3\nfreeze_embedding = false",
         Sample::Tokens,
     ),
+    (
+        "kind = \"wae_mmd\"\nwidth = 2\nz_dim = 3",
+        Sample::Reconstruction([3, 16, 16]),
+    ),
 ];
 
 impl Sample {
@@ -56,12 +63,13 @@ impl Sample {
         match self {
             Self::Image(_) => Task::Classification { classes: 10 },
             Self::Tokens => Task::Classification { classes: 2 },
+            Self::Reconstruction(_) => Task::Reconstruction,
         }
     }
 
     fn shape(self) -> InputShape {
         match self {
-            Self::Image(shape) => InputShape::Image(shape),
+            Self::Image(shape) | Self::Reconstruction(shape) => InputShape::Image(shape),
             Self::Tokens => InputShape::Tokens {
                 max_len: STEPS,
                 vocab_size: VOCAB,
@@ -72,8 +80,10 @@ impl Sample {
 
 /// A batch of `n` random samples with random labels.
 fn batch(compute: &Compute, sample: Sample, n: usize, seed: u64) -> Batch {
-    let Sample::Image(shape) = sample else {
-        return token_batch(compute, n, seed);
+    let shape = match sample {
+        Sample::Image(shape) => shape,
+        Sample::Tokens => return token_batch(compute, n, seed),
+        Sample::Reconstruction(shape) => return image_batch(compute, shape, n, seed),
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let [c, h, w] = shape;
@@ -93,6 +103,22 @@ fn batch(compute: &Compute, sample: Sample, n: usize, seed: u64) -> Batch {
         )),
         target: Target::OneHot(Tensor::from_data(TensorData::new(one_hot, [n, 10]), opts)),
         labels: Some(labels),
+        len: n,
+    }
+}
+
+/// `n` random images in (−1, 1) as their own targets (an autoencoder's batch: no labels).
+fn image_batch(compute: &Compute, [c, h, w]: [usize; 3], n: usize, seed: u64) -> Batch {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let pixels: Vec<f64> = (0..n * c * h * w)
+        .map(|_| rng.random::<f64>() * 2.0 - 1.0)
+        .collect();
+    let opts = (&compute.device, compute.dtype);
+    let x: Tensor<4> = Tensor::from_data(TensorData::new(pixels, [n, c, h, w]), opts);
+    Batch {
+        target: Target::Values(x.clone().reshape([n, c * h * w])),
+        inputs: Input::Images(x),
+        labels: None,
         len: n,
     }
 }
@@ -293,4 +319,52 @@ fn a_probe_reproduces_the_training_loss_and_leaves_the_running_statistics_alone(
         batch: &batch,
     };
     assert_ne!(probe.loss_at(&params), train.loss);
+}
+
+#[test]
+fn a_wae_probe_at_the_steps_own_weights_sees_the_steps_prior_draws() {
+    for backend in [BackendKind::Ndarray, BackendKind::Flex] {
+        let compute = backend::compute(backend, Precision::F32).unwrap();
+        let shape = Sample::Reconstruction([3, 16, 16]);
+        let model = model("kind = \"wae_mmd\"\nwidth = 2\nz_dim = 3", shape);
+        let model = model.as_ref();
+        let batch = batch(&compute, shape, 6, 4);
+        let params = init_params(model.param_specs(), 0, &compute.device, compute.dtype);
+        let state = init_state(model.state_specs(), 0, &compute.device, compute.dtype);
+        let noise = StepNoise::new(0, 9, &compute.device, compute.dtype);
+        let pass = Pass {
+            model,
+            state: &state,
+            noise: &noise,
+            l2: 0.0,
+        };
+        let train = loss_and_grad(&pass, &params, &batch, Mode::Train);
+        assert_eq!(train.parts.len(), 2, "reconstruction and MMD");
+        let whole = train.parts[0] + 100.0 * train.parts[1];
+        assert!(
+            (whole - train.loss).abs() <= 1e-5 * train.loss.abs(),
+            "{backend:?}: {} + 100 · {} vs {}",
+            train.parts[0],
+            train.parts[1],
+            train.loss
+        );
+        let mut probe = BatchProbe {
+            pass,
+            batch: &batch,
+        };
+        assert_eq!(
+            probe.loss_at(&params).to_bits(),
+            train.loss.to_bits(),
+            "{backend:?}: the probe's prior draws are the step's"
+        );
+        let other = StepNoise::new(0, 10, &compute.device, compute.dtype);
+        let mut probe = BatchProbe {
+            pass: Pass {
+                noise: &other,
+                ..pass
+            },
+            batch: &batch,
+        };
+        assert_ne!(probe.loss_at(&params), train.loss, "{backend:?}");
+    }
 }
