@@ -71,8 +71,9 @@ mod decode;
 mod drive;
 mod partition;
 
+use crate::download::download_verified;
 use decode::Images;
-use drive::{download, drive_urls};
+use drive::drive_urls;
 use partition::{Listed, match_images, parse_partition};
 
 /// `[channels, height, width]` of every CelebA image as loaded.
@@ -394,7 +395,7 @@ fn obtain(
         if !missing.contains(&file) {
             continue;
         }
-        match download(urls, dest, md5, max_bytes, source.progress, cancel) {
+        match download_verified(urls, dest, Some(md5), max_bytes, source.progress, cancel) {
             Ok(()) => {}
             Err(e) if e.is_interrupted() => return Err(e),
             Err(e) => return Err(not_found(root, &missing, Some(e.to_string()), true)),

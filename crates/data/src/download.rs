@@ -7,13 +7,18 @@
 //! for its MD5: it is then only as complete as the transfer says, and the caller must check it
 //! some other way (for a zip, the CRC-32 of each entry it reads).
 //!
+//! An answer that is a web page (an HTML content type, or a first non-blank byte `<`) is refused
+//! before anything is written: none of the files fetched here is one, and servers answer with a
+//! page when they refuse (Google Drive's "can't scan for viruses" and download-quota pages, a
+//! login or an error page).
+//!
 //! A cancellation flag (set by the binary's Ctrl-C handler) is looked at before each address is
 //! tried and between chunks of 64 KiB of the transfer: once it is set the download stops with
 //! [`DataError::Interrupted`], deleting the `.part` like any other failure. Only the connection
 //! itself (at most its 30 s connect timeout) is not interruptible.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -79,13 +84,29 @@ fn fetch_one(
     progress: bool,
     cancel: &AtomicBool,
 ) -> Result<(), DataError> {
-    let response = agent.get(url).call().map_err(|e| DataError::Transfer {
+    let transfer = |source: io::Error| DataError::Transfer {
         dest: dest.to_owned(),
-        source: io::Error::other(e),
-    })?;
+        source,
+    };
+    let response = agent
+        .get(url)
+        .call()
+        .map_err(|e| transfer(io::Error::other(e)))?;
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = response.into_body();
     let len = body.content_length();
-    let reader = body.into_with_config().limit(max_bytes).reader();
+    let mut reader = BufReader::new(body.into_with_config().limit(max_bytes).reader());
+    let head = reader.fill_buf().map_err(transfer)?;
+    if is_web_page(content_type.as_deref(), head) {
+        return Err(transfer(io::Error::other(
+            "the server answered with a web page, not the file (e.g. Google Drive's \"can't \
+             scan for viruses\" or download-quota page)",
+        )));
+    }
     if !progress {
         return fetch_verified(reader, url, dest, md5_hex, cancel);
     }
@@ -165,6 +186,16 @@ pub fn fetch_verified(
     fs::rename(&part, dest).map_err(|e| DataError::io(dest, e))?;
     guard.disarm();
     Ok(())
+}
+
+/// Whether an answer is a web page rather than a data file: its content type is HTML, or its
+/// first non-blank byte is `<` (no archive, gzip stream or text file fetched here starts so).
+pub(crate) fn is_web_page(content_type: Option<&str>, head: &[u8]) -> bool {
+    let html = content_type.is_some_and(|t| {
+        let t = t.trim_start().to_ascii_lowercase();
+        t.starts_with("text/html") || t.starts_with("application/xhtml")
+    });
+    html || head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
 }
 
 /// The download of `url` into `dest` was cancelled.

@@ -212,21 +212,6 @@ fn celeba_keys_and_the_wae_scaling_are_checked_naming_the_key() {
     assert!(stderr(&out).contains("data.preprocess"), "{}", stderr(&out));
 }
 
-/// `epochs.csv` without its `seconds` column (the one column a resumed run may differ in).
-fn epochs_without_seconds(run: &Path) -> String {
-    let text = std::fs::read_to_string(run.join("epochs.csv")).unwrap();
-    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
-    let at = header.iter().position(|c| *c == "seconds").unwrap();
-    text.lines()
-        .map(|l| {
-            let mut cells: Vec<&str> = l.split(',').collect();
-            cells.remove(at);
-            cells.join(",")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn a_wae_run_killed_mid_epoch_resumes_to_the_uninterrupted_runs_files() {
     let tmp = tempfile::tempdir().unwrap();
@@ -266,8 +251,8 @@ fn a_wae_run_killed_mid_epoch_resumes_to_the_uninterrupted_runs_files() {
     let read = |run: &Path, file: &str| std::fs::read_to_string(run.join(file)).unwrap();
     assert_eq!(read(&full, "steps.csv"), read(&crashed, "steps.csv"));
     assert_eq!(
-        epochs_without_seconds(&full),
-        epochs_without_seconds(&crashed)
+        common::epochs_without_seconds(&full),
+        common::epochs_without_seconds(&crashed)
     );
     assert!(read(&full, "epochs.csv").contains("train_reconstruction"));
     for epoch in ["epoch-001.png", "epoch-002.png"] {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{send, spawn_until_rows, stderr, train, write_regression_csv};
+use common::{epochs_without_seconds, send, spawn_until_rows, stderr, train, write_regression_csv};
 use safetensors::SafeTensors;
 
 /// A config of a small MLP on a 40-row regression CSV with a validation split: 8 batches of 4
@@ -95,22 +95,6 @@ fn resume_ok(dir: &Path, run: &Path, extra: &[&str]) -> String {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// `epochs.csv` without its `seconds` column (the one column that may differ).
-fn epochs_without_seconds(run: &Path) -> String {
-    let text = read(&run.join("epochs.csv"));
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let at = header.iter().position(|c| *c == "seconds").unwrap();
-    text.lines()
-        .map(|l| {
-            let mut cells: Vec<&str> = l.split(',').collect();
-            cells.remove(at);
-            cells.join(",")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Every tensor of the run's checkpoint, by name, as bytes.

@@ -9,9 +9,9 @@ use image::{GrayImage, Luma, Rgb, RgbImage};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
-use super::drive::is_web_page;
 use super::*;
 use crate::archive::testing::listing;
+use crate::download::is_web_page;
 
 /// A cancellation flag that is never set.
 static GO: AtomicBool = AtomicBool::new(false);

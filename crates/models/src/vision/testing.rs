@@ -107,17 +107,24 @@ pub(crate) fn gradient_matches_central_difference(
     dims: [usize; 4],
     classes: usize,
 ) {
-    let d = test_device();
-    let params = init_params(model.param_specs(), 1, &d, DType::F64);
-    let state = init_state(model.state_specs(), 0, &d, DType::F64);
     let (x, y) = batch(dims, classes);
+    directional_derivative_matches(model, &x, &y, 1);
+}
+
+/// The check of [`gradient_matches_central_difference`] on a given batch, at the weights of
+/// seed `seed`: the whole objective's gradient along a random direction against its central
+/// difference.
+pub(crate) fn directional_derivative_matches(model: &dyn Model, x: &Input, y: &Target, seed: u64) {
+    let d = test_device();
+    let params = init_params(model.param_specs(), seed, &d, DType::F64);
+    let state = init_state(model.state_specs(), 0, &d, DType::F64);
     let noise = noise();
     let loss = |params: &[Tensor<1>]| {
         let cx = Cx {
             mode: Mode::Train,
             noise: &noise,
         };
-        model.forward(params, &state, &x, &y, &cx).loss
+        model.forward(params, &state, x, y, &cx).loss
     };
     let tracked: Vec<Tensor<1>> = params
         .iter()

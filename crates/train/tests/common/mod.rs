@@ -19,6 +19,22 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `epochs.csv` of `run` without its `seconds` column (the one column a resumed run may differ
+/// in from an uninterrupted one).
+pub fn epochs_without_seconds(run: &Path) -> String {
+    let text = std::fs::read_to_string(run.join("epochs.csv")).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let at = header.iter().position(|c| *c == "seconds").unwrap();
+    text.lines()
+        .map(|l| {
+            let mut cells: Vec<&str> = l.split(',').collect();
+            cells.remove(at);
+            cells.join(",")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A small regression CSV, y = x·w* + noise, from a fixed linear congruential generator.
 pub fn write_regression_csv(dir: &Path, rows: usize) -> PathBuf {
     let mut state: u64 = 12345;

@@ -1,6 +1,7 @@
 use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::layers::gradcheck::{data, noise, values};
+use crate::vision::testing::directional_derivative_matches;
 use crate::{
     Cx, Input, InputShape, Mode, Model, ModelConfig, StepNoise, Target, Task, init_params,
     init_state, test_device,
@@ -124,64 +125,8 @@ fn the_whole_objective_has_the_central_difference_directional_derivative() {
         "kind = \"wae_mmd\"\nwidth = 1\nz_dim = 2\nlambda = 50.0",
         [2, 16, 16],
     );
-    let d = test_device();
-    let params = init_params(model.param_specs(), 5, &d, DType::F64);
-    let state = init_state(model.state_specs(), 0, &d, DType::F64);
     let (x, y, _) = batch(3, [2, 16, 16], 12);
-    let noise = noise();
-    let loss = |params: &[Tensor<1>]| {
-        let cx = Cx {
-            mode: Mode::Train,
-            noise: &noise,
-        };
-        model.forward(params, &state, &x, &y, &cx).loss
-    };
-    let tracked: Vec<Tensor<1>> = params
-        .iter()
-        .map(|p| p.clone().autodiff().require_grad())
-        .collect();
-    let grads = loss(&tracked).backward();
-    let directions: Vec<Vec<f64>> = model
-        .param_specs()
-        .iter()
-        .enumerate()
-        .map(|(i, s)| data(200 + i as u64, s.numel()))
-        .collect();
-    let along: f64 = tracked
-        .iter()
-        .zip(&directions)
-        .map(|(p, v)| {
-            let g = values(p.grad(&grads).expect("every parameter has a gradient"));
-            g.iter().zip(v).map(|(g, v)| g * v).sum::<f64>()
-        })
-        .sum();
-    let norm = directions
-        .iter()
-        .flatten()
-        .map(|v| v * v)
-        .sum::<f64>()
-        .sqrt();
-    let h = 1e-6 / norm;
-    let shifted = |sign: f64| {
-        let moved: Vec<Tensor<1>> = params
-            .iter()
-            .zip(&directions)
-            .map(|(p, v)| {
-                let moved: Vec<f64> = values(p.clone())
-                    .iter()
-                    .zip(v)
-                    .map(|(p, v)| p + sign * h * v)
-                    .collect();
-                Tensor::from_data(TensorData::new(moved, [v.len()]), (&d, DType::F64))
-            })
-            .collect();
-        values(loss(&moved))[0]
-    };
-    let central = (shifted(1.0) - shifted(-1.0)) / (2.0 * h);
-    assert!(
-        (along - central).abs() <= 1e-6 * central.abs().max(1e-3),
-        "⟨∇L, v⟩ = {along:e}, central difference {central:e}"
-    );
+    directional_derivative_matches(model.as_ref(), &x, &y, 5);
 }
 
 #[test]
