@@ -20,7 +20,8 @@ pub struct StepNoise {
     step: u64,
     device: Device,
     dtype: DType,
-    masks: RefCell<HashMap<String, Tensor<1>>>,
+    /// The draws made so far, by site and shape: a probe of the step gets the same tensor.
+    draws: RefCell<HashMap<String, Tensor<1>>>,
 }
 
 impl StepNoise {
@@ -32,7 +33,7 @@ impl StepNoise {
             step,
             device: device.clone(),
             dtype,
-            masks: RefCell::new(HashMap::new()),
+            draws: RefCell::new(HashMap::new()),
         }
     }
 
@@ -45,43 +46,51 @@ impl StepNoise {
     /// probability `p` and 1/(1 − p) otherwise, so that `x · mask` keeps the expectation of x.
     /// The same (site, numel, p) within a step gives the same mask.
     pub fn dropout_mask(&self, site: &str, numel: usize, p: f64) -> Tensor<1> {
-        let key = format!("{site}/{numel}/{p}");
-        if let Some(mask) = self.masks.borrow().get(&key) {
-            return mask.clone();
-        }
-        let mut rng = self.rng(site);
-        let keep = 1.0 / (1.0 - p);
-        let values: Vec<f64> = (0..numel)
-            .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
-            .collect();
-        let mask = Tensor::from_data(TensorData::new(values, [numel]), (&self.device, self.dtype));
-        self.masks.borrow_mut().insert(key, mask.clone());
-        mask
+        self.cached(format!("{site}/{numel}/{p}"), site, |rng| {
+            let keep = 1.0 / (1.0 - p);
+            (0..numel)
+                .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
+                .collect()
+        })
     }
 
     /// `numel` independent N(0, 1) draws for `site` (a WAE's prior samples), by the Box-Muller
     /// transform of the site's uniform stream. The same (site, numel) within a step gives the
     /// same draws, so every probe of a step sees the training pass's samples.
     pub fn normal(&self, site: &str, numel: usize) -> Tensor<1> {
-        let key = format!("{site}/normal/{numel}");
-        if let Some(draws) = self.masks.borrow().get(&key) {
-            return draws.clone();
+        self.cached(format!("{site}/normal/{numel}"), site, |rng| {
+            let mut values = Vec::with_capacity(numel + 1);
+            while values.len() < numel {
+                // u1 in (0, 1] keeps the logarithm finite.
+                let u1 = 1.0 - rng.random::<f64>();
+                let u2 = rng.random::<f64>();
+                let radius = (-2.0 * u1.ln()).sqrt();
+                let angle = std::f64::consts::TAU * u2;
+                values.push(radius * angle.cos());
+                values.push(radius * angle.sin());
+            }
+            values.truncate(numel);
+            values
+        })
+    }
+
+    /// The draw cached under `key`, or `draw` from `site`'s generator for this step, made a
+    /// tensor and cached.
+    fn cached(
+        &self,
+        key: String,
+        site: &str,
+        draw: impl FnOnce(&mut ChaCha8Rng) -> Vec<f64>,
+    ) -> Tensor<1> {
+        if let Some(tensor) = self.draws.borrow().get(&key) {
+            return tensor.clone();
         }
-        let mut rng = self.rng(site);
-        let mut values = Vec::with_capacity(numel + 1);
-        while values.len() < numel {
-            // u1 in (0, 1] keeps the logarithm finite.
-            let u1 = 1.0 - rng.random::<f64>();
-            let u2 = rng.random::<f64>();
-            let radius = (-2.0 * u1.ln()).sqrt();
-            let angle = std::f64::consts::TAU * u2;
-            values.push(radius * angle.cos());
-            values.push(radius * angle.sin());
-        }
-        values.truncate(numel);
-        let draws = Tensor::from_data(TensorData::new(values, [numel]), (&self.device, self.dtype));
-        self.masks.borrow_mut().insert(key, draws.clone());
-        draws
+        let values = draw(&mut self.rng(site));
+        let numel = values.len();
+        let tensor =
+            Tensor::from_data(TensorData::new(values, [numel]), (&self.device, self.dtype));
+        self.draws.borrow_mut().insert(key, tensor.clone());
+        tensor
     }
 
     /// The generator of `site` for this step: seeded from (seed, step), on the site's stream.

@@ -28,7 +28,7 @@ use steplab_models::Model;
 use steplab_optim::OptimizerState;
 
 use crate::output::format_f64;
-use crate::passes::SetLoss;
+use crate::passes::{SetLoss, TermTotals};
 use crate::state::{EpochTotals, Position, TrainState};
 
 /// The checkpoint's file name inside the run directory.
@@ -185,7 +185,7 @@ pub fn save(
         samples: totals.loss.samples,
         correct: totals.correct(),
         labelled: totals.labelled,
-        part_totals: totals.parts.iter().map(|&v| format_f64(v)).collect(),
+        part_totals: totals.parts.0.iter().map(|&v| format_f64(v)).collect(),
         epoch_seconds: format_f64(totals.seconds),
         last_lr: format_f64(state.last_lr),
         train_seconds: format_f64(state.train_seconds),
@@ -415,12 +415,14 @@ impl Checkpoint {
                 pending: None,
                 labelled: header.labelled,
                 parts: match header.part_totals.len() {
-                    0 => vec![0.0; model.loss_parts().len()],
-                    n if n == model.loss_parts().len() => header
-                        .part_totals
-                        .iter()
-                        .map(|v| parse_f64(v, "part_totals"))
-                        .collect::<Result<_>>()?,
+                    0 => TermTotals::new(model),
+                    n if n == model.loss_parts().len() => TermTotals(
+                        header
+                            .part_totals
+                            .iter()
+                            .map(|v| parse_f64(v, "part_totals"))
+                            .collect::<Result<_>>()?,
+                    ),
                     n => bail!(
                         "it has {n} loss-term totals, this model has {}",
                         model.loss_parts().len()

@@ -176,7 +176,8 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
             report_celeba_cache(&celeba.cache);
             if !celeba.skipped.is_empty() {
                 eprintln!(
-                    "warning: {} CelebA images did not decode and were skipped                      (data.bad_images = \"skip\"): {}",
+                    "warning: {} CelebA images did not decode and were skipped \
+                     (data.bad_images = \"skip\"): {}",
                     celeba.skipped.len(),
                     celeba.skipped.join(", ")
                 );
@@ -316,30 +317,27 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
         seed: config.run.seed,
         channels: cifar_kind(data.dataset).map(|kind| (kind.mean(), kind.std())),
     };
-    if let Some((low, high)) = config.model.output_range() {
-        // A decoder reproduces pixels in its output's range: the images (bytes on [0, 1]) are
-        // mapped onto it, x ↦ (x − mean) / std with mean = −low / (high − low), std = 1 / (high − low).
-        if data.normalize.is_some() {
-            return Err(ConfigError::key(
-                "data.normalize",
-                format!(
-                    "model.kind = \"{}\" scales the images to its decoder's output range \
-                     [{low}, {high}] itself (model.output); remove data.normalize",
-                    config.model.kind()
-                ),
-            )
-            .into());
+    // One mean and std for every input value: `data.normalize`, or, for a decoder that
+    // reproduces pixels in its output's range, the map of the images' [0, 1] onto that range
+    // (x ↦ (x − mean) / std with mean = −low / (high − low), std = 1 / (high − low)).
+    let normalize = match config.model.output_range() {
+        Some((low, high)) => {
+            if data.normalize.is_some() {
+                return Err(ConfigError::key(
+                    "data.normalize",
+                    format!(
+                        "model.kind = \"{}\" scales the images to its decoder's output range \
+                         [{low}, {high}] itself (model.output); remove data.normalize",
+                        config.model.kind()
+                    ),
+                )
+                .into());
+            }
+            Some([-low / (high - low), 1.0 / (high - low)])
         }
-        let (mean, std) = (-low / (high - low), 1.0 / (high - low));
-        if pipeline.channels.is_some() {
-            pipeline.channels = Some(([mean; 3], [std; 3]));
-        } else if (mean, std) != (0.0, 1.0) {
-            train = train.normalized(mean, std);
-            test = test.map(|t| t.normalized(mean, std));
-            own_validation = own_validation.map(|v: Dataset| v.normalized(mean, std));
-        }
-    }
-    if let Some([mean, std]) = data.normalize {
+        None => data.normalize,
+    };
+    if let Some([mean, std]) = normalize {
         if !(mean.is_finite() && std.is_finite() && std > 0.0) {
             return Err(ConfigError::key(
                 "data.normalize",
@@ -354,6 +352,7 @@ pub fn prepare(config: &Config, progress: bool, cancel: &AtomicBool) -> Result<P
         } else {
             train = train.normalized(mean, std);
             test = test.map(|t| t.normalized(mean, std));
+            own_validation = own_validation.map(|v| v.normalized(mean, std));
         }
     }
     if config.model.is_autoencoder() {

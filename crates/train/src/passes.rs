@@ -245,6 +245,31 @@ impl SetLoss {
     }
 }
 
+/// Running totals of the objective's named terms ([`Model::loss_parts`]) over batches: each
+/// batch's value weighted by its size, so that the mean is per sample whatever the batch sizes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TermTotals(pub Vec<f64>);
+
+impl TermTotals {
+    /// Zero totals for `model`'s terms.
+    pub fn new(model: &dyn Model) -> Self {
+        Self(vec![0.0; model.loss_parts().len()])
+    }
+
+    /// Adds the terms of a batch of `batch_len` samples.
+    pub fn add(&mut self, values: &[f64], batch_len: usize) {
+        for (total, value) in self.0.iter_mut().zip(values) {
+            *total += value * batch_len as f64;
+        }
+    }
+
+    /// The mean of every term over `samples` samples.
+    pub fn means(&self, samples: usize) -> Vec<f64> {
+        let samples = samples.max(1) as f64;
+        self.0.iter().map(|total| total / samples).collect()
+    }
+}
+
 /// What [`evaluate`] found on a set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetEvaluation {
@@ -269,7 +294,7 @@ pub fn evaluate(
 ) -> SetEvaluation {
     let order: Vec<usize> = (0..set.len()).collect();
     let mut set_loss = SetLoss::new(pass.model);
-    let mut parts = vec![0.0; pass.model.loss_parts().len()];
+    let mut parts = TermTotals::new(pass.model);
     let mut pending: Option<Tensor<1, Int>> = None;
     let mut has_labels = false;
     for rows in order.chunks(batch_size) {
@@ -281,18 +306,16 @@ pub fn evaluate(
             ..
         } = pass.objective(params, &batch, Mode::Eval);
         set_loss.add(scalar(loss), batch.len);
-        for (total, part) in parts.iter_mut().zip(batch_parts) {
-            *total += scalar(part) * batch.len as f64;
-        }
+        let batch_parts: Vec<f64> = batch_parts.into_iter().map(scalar).collect();
+        parts.add(&batch_parts, batch.len);
         if let Some(labels) = &batch.labels {
             has_labels = true;
             data::add_correct(&mut pending, outputs, labels);
         }
     }
-    let samples = set.len().max(1) as f64;
     SetEvaluation {
         loss: set_loss.value(),
         accuracy: has_labels.then(|| pending.map_or(0, data::read_count) as f64 / set.len() as f64),
-        parts: parts.into_iter().map(|total| total / samples).collect(),
+        parts: parts.means(set.len()),
     }
 }

@@ -70,18 +70,18 @@ pub fn write_epoch_grid(
         .predict(&state.params, &state.model_state, &batch.inputs, &cx)
         .outputs
         .reshape([rows.len(), c, h, w]);
-    let to_bytes = |t: Tensor<4>| -> Vec<u8> {
+    let to_bytes = |t: Tensor<4>| -> Result<Vec<u8>> {
         let values: Vec<f64> = t
             .inner()
             .into_data()
             .try_into_vec_as::<f64>()
-            .unwrap_or_default();
-        values
+            .map_err(|e| anyhow::anyhow!("reading images back for the picture grid: {e:?}"))?;
+        Ok(values
             .iter()
             .map(|v| ((v - low) / (high - low) * 255.0).clamp(0.0, 255.0) as u8)
-            .collect()
+            .collect())
     };
-    let (inputs, outputs, samples) = (to_bytes(inputs), to_bytes(outputs), to_bytes(samples));
+    let (inputs, outputs, samples) = (to_bytes(inputs)?, to_bytes(outputs)?, to_bytes(samples)?);
     let image = c * h * w;
     let nth = |buffer: &[u8], i: usize| buffer.get(i * image..(i + 1) * image).map(<[u8]>::to_vec);
     let mut cells: Vec<Option<Vec<u8>>> = Vec::new();

@@ -16,7 +16,7 @@ use steplab_optim::{
 
 use crate::backend::Compute;
 use crate::data::{self, Batch};
-use crate::passes::{BatchProbe, Graded, HoldoutProbe, Pass, SetLoss, loss_and_grad};
+use crate::passes::{BatchProbe, Graded, HoldoutProbe, Pass, SetLoss, TermTotals, loss_and_grad};
 
 /// Where training stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,9 +50,8 @@ pub struct EpochTotals {
     pub pending: Option<Tensor<1, Int>>,
     /// Whether the batches had class labels (accuracy applies).
     pub labelled: bool,
-    /// Per named term of the objective ([`Model::loss_parts`]): the sum of its batch values
-    /// times the batch sizes (divided by the samples for the epoch's mean).
-    pub parts: Vec<f64>,
+    /// The named terms of the objective ([`Model::loss_parts`]) over the epoch's batches.
+    pub parts: TermTotals,
     /// Seconds spent in this epoch so far (before a resume, and since).
     pub seconds: f64,
 }
@@ -65,15 +64,14 @@ impl EpochTotals {
             correct: 0,
             pending: None,
             labelled: false,
-            parts: vec![0.0; model.loss_parts().len()],
+            parts: TermTotals::new(model),
             seconds: 0.0,
         }
     }
 
     /// The epoch's mean of every named term of the objective so far.
     pub fn part_means(&self) -> Vec<f64> {
-        let samples = self.loss.samples.max(1) as f64;
-        self.parts.iter().map(|total| total / samples).collect()
+        self.parts.means(self.loss.samples)
     }
 
     /// Correctly classified samples so far (reads the device's pending count: a sync).
@@ -270,9 +268,7 @@ impl Stepper<'_> {
         }
         let totals = &mut state.totals;
         totals.loss.add(loss, batch.len);
-        for (total, part) in totals.parts.iter_mut().zip(&parts) {
-            *total += part * batch.len as f64;
-        }
+        totals.parts.add(&parts, batch.len);
         if let Some(labels) = &batch.labels {
             totals.labelled = true;
             data::add_correct(&mut totals.pending, outputs, labels);
