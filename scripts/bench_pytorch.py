@@ -9,6 +9,8 @@ labels of 10 classes:
   resnet20       He et al.'s CIFAR ResNet-20, option-A shortcuts, BN (269,722), 3x32x32, batch 128
   lenet5         LeNet-5 of PyTorch's CIFAR-10 tutorial, no dropout (62,006), 3x32x32, batch 32
   cifar_convnet  LossGrad's Table 7 convnet, valid padding (189,230), 3x32x32, batch 100
+  wrn16_4        Zagoruyko & Komodakis's pre-activation WRN-16-4 (kind = "wrn" at its defaults),
+                 1x1 shortcuts without bias, no dropout (2,748,890), 3x32x32, batch 128
   bilstm         LossGrad's IMDb BiLSTM: frozen 25000x100 embedding, nn.LSTM(100, 256,
                  bidirectional), final states -> Linear(512, 1), BCE with logits (733,697 trained),
                  token ids of 400-token reviews (no padding), batch 100
@@ -74,6 +76,7 @@ MODELS = {
     "resnet20": (269_722, (3, 32, 32), 128),
     "lenet5": (62_006, (3, 32, 32), 32),
     "cifar_convnet": (189_230, (3, 32, 32), 100),
+    "wrn16_4": (2_748_890, (3, 32, 32), 128),
     "bilstm": (733_697, (400,), 100),
     "wae_mmd": (39_742_531, (3, 64, 64), 64),
 }
@@ -212,6 +215,57 @@ def build_cifar_convnet(torch):
     return model
 
 
+def build_wrn16_4(torch):
+    """The pre-activation wide ResNet of crates/models/src/vision/wrn.rs at its defaults (depth
+    16, width 4, dropout 0), as xternalz/WideResNet-pytorch: conv 3x3 3->16, three groups of
+    n = 2 blocks at widths 64, 128, 256 (the first block of groups 2 and 3 with stride 2), BN,
+    ReLU, global average pool, FC 256->10. Block: a = relu(bn1(x)), y = conv2(relu(bn2(conv1(a))))
+    (conv1 carries the stride), out = y + x, or y + shortcut(a) with a 1x1 strided conv where
+    width or resolution changes. Convs without bias; conv weights Kaiming normal (fan-out), BN
+    gamma 1, beta 0, FC bias 0 and PyTorch's default FC weight."""
+    nn, F = torch.nn, torch.nn.functional
+    depth, k = 16, 4
+    n = (depth - 4) // 6
+
+    class Block(nn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.bn1 = nn.BatchNorm2d(c_in)
+            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c_out)
+            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+            project = stride != 1 or c_in != c_out
+            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride, 0, bias=False) if project else None
+
+        def forward(self, x):
+            a = F.relu(self.bn1(x))
+            y = self.conv2(F.relu(self.bn2(self.conv1(a))))  # dropout 0: none between the convs
+            return y + (x if self.shortcut is None else self.shortcut(a))
+
+    class WideResnet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+            blocks, c_in = [], 16
+            for group, base in enumerate((16, 32, 64)):
+                for i in range(n):
+                    blocks.append(Block(c_in, base * k, 2 if group > 0 and i == 0 else 1))
+                    c_in = base * k
+            self.blocks = nn.Sequential(*blocks)
+            self.bn = nn.BatchNorm2d(c_in)
+            self.fc = nn.Linear(c_in, CLASSES)
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(self.fc.bias)
+
+        def forward(self, x):
+            y = F.relu(self.bn(self.blocks(self.conv(x))))
+            return self.fc(y.mean(dim=(2, 3)))
+
+    return WideResnet()
+
+
 def build_bilstm(torch):
     nn = torch.nn
 
@@ -296,7 +350,7 @@ def build_wae_mmd(torch):
 
 def build_model(torch, name):
     model = {"mlp": build_mlp, "resnet20": build_resnet20, "lenet5": build_lenet5,
-             "cifar_convnet": build_cifar_convnet, "bilstm": build_bilstm,
+             "cifar_convnet": build_cifar_convnet, "wrn16_4": build_wrn16_4, "bilstm": build_bilstm,
              "wae_mmd": build_wae_mmd}[name](torch)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     expected = MODELS[name][0]

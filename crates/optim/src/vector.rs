@@ -46,13 +46,18 @@ fn via_gemm(device: &Device) -> bool {
 
 /// ⟨x_k, y_k⟩ for each pair, in f64 (one sync).
 ///
-/// Accumulated in f64 where the device supports it: through gemm, both factors are cast to f64
+/// On flex (f32/f64) this is steplab-kernels' fused pass. Elsewhere, accumulated in f64 where
+/// the device supports it: through gemm, both factors are cast to f64
 /// (a pair given as the same tensor twice, a squared norm, is cast once); otherwise the
 /// elementwise products are cast to f64 before the sum.
 fn inner_products(pairs: &[(&Tensor<1>, &Tensor<1>)]) -> Vec<f64> {
     let Some((first, _)) = pairs.first() else {
         return Vec::new();
     };
+    // Flex: one fused pass per pair from the stored values (steplab-kernels).
+    if let Some(sums) = steplab_kernels::inner_products(pairs) {
+        return sums;
+    }
     let device = first.device();
     let wide = device.supports_dtype(DType::F64);
     let gemm = via_gemm(&device);
@@ -188,7 +193,7 @@ mod tests {
 
     #[cfg(feature = "flex")]
     #[test]
-    fn flex_gemm_path_gives_the_same_f64_inner_products() {
+    fn flex_kernels_give_the_same_f64_inner_products() {
         let flex = Device::flex();
         let values: Vec<f64> = (0..1000)
             .map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0)

@@ -37,7 +37,8 @@ pub struct BenchArgs {
     /// Untimed steps per method before the rounds (caches, allocator, thread pools).
     #[arg(long, default_value_t = 10)]
     pub warmup: usize,
-    /// Backends to measure (comma-separated).
+    /// Backends to measure (comma-separated): ndarray, flex, wgpu, or `flex-stock` (flex with
+    /// Burn's own convolutions and batch norm instead of steplab-kernels').
     #[arg(long, value_delimiter = ',', default_values_t = default_backends())]
     pub backends: Vec<String>,
     /// Methods to measure (comma-separated names of the method table printed by
@@ -49,9 +50,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub pytorch: bool,
     /// The model timed: `mlp` (LossGrad's MNIST MLP, batch 100), `resnet20` (batch 128),
-    /// `lenet5` (batch 32), `cifar_convnet` (batch 100), `bilstm` (batch 100 of 400-token
-    /// reviews), `wae_mmd` (LossGrad Table 6's 40M-parameter WAE, batch 64 of 3×64×64); the
-    /// convnets on random 3×32×32 images.
+    /// `lenet5` (batch 32), `cifar_convnet` (batch 100), `wrn16_4` (batch 128), `bilstm`
+    /// (batch 100 of 400-token reviews), `wae_mmd` (LossGrad Table 6's 40M-parameter WAE, batch
+    /// 64 of 3×64×64); the convnets on random 3×32×32 images.
     #[arg(long, default_value = "mlp")]
     pub model: String,
     /// Internal: measure one backend/optimizer pair in this process and print one CSV line.
@@ -370,6 +371,14 @@ const BENCH_MODELS: &[BenchModel] = &[
         title: "LossGrad's CIFAR convnet on 3x32x32, batch 100",
     },
     BenchModel {
+        name: "wrn16_4",
+        toml: "kind = \"wrn\"\ndepth = 16\nwidth = 4",
+        shape: InputShape::Image([3, 32, 32]),
+        batch: 128,
+        classes: 10,
+        title: "WRN-16-4 (pre-activation, no dropout) on 3x32x32, batch 128",
+    },
+    BenchModel {
         name: "bilstm",
         toml: "kind = \"bilstm\"\nembedding = \"random\"",
         shape: InputShape::Tokens {
@@ -505,14 +514,18 @@ fn rate(steps_per_s: f64) -> String {
     }
 }
 
+/// The `--backends` name of flex with Burn's own convolutions and batch norm instead of
+/// steplab-kernels' (to compare the two in one run).
+const FLEX_STOCK: &str = "flex-stock";
+
 fn backend_kind(name: &str) -> Result<BackendKind> {
     Ok(match name {
         "ndarray" => BackendKind::Ndarray,
-        "flex" => BackendKind::Flex,
+        "flex" | FLEX_STOCK => BackendKind::Flex,
         "wgpu" => BackendKind::Wgpu,
         other => {
             return Err(ConfigError(format!(
-                "--backends: unknown backend `{other}`; known: ndarray, flex, wgpu"
+                "--backends: unknown backend `{other}`; known: ndarray, flex, {FLEX_STOCK}, wgpu"
             ))
             .into());
         }
@@ -658,6 +671,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn child(backend: &str, name: &str, bench: BenchModel, args: &BenchArgs) -> Result<()> {
     let (steps, rounds) = (args.steps, args.rounds);
+    steplab_kernels::set_own_kernels(backend != FLEX_STOCK);
     let compute = backend::compute(backend_kind(backend)?, Precision::F32)?;
     let model_config: ModelConfig = toml::from_str(bench.toml)?;
     let task = match bench.classes {

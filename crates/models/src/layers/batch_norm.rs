@@ -59,31 +59,30 @@ impl BatchNorm {
         let [batch, c, h, w] = x.dims();
         assert_eq!(c, self.channels, "batch norm channels");
         let per_channel = |t: Tensor<1>| t.reshape([1, c, 1, 1]);
-        let (centered, var) = match pass.mode() {
+        let gamma = pass.param(self.gamma);
+        let beta = pass.param(self.beta);
+        match pass.mode() {
             Mode::Train | Mode::Probe => {
-                let mean = x.clone().mean_dims(&[0, 2, 3]);
-                let centered = x.sub(mean.clone());
-                let var = centered.clone().square().mean_dims(&[0, 2, 3]);
+                let stats = steplab_kernels::batch_norm_batch_stats(x, gamma, beta, BN_EPS);
                 if pass.mode() == Mode::Train {
-                    self.update_running(pass, mean, var.clone(), batch * h * w);
+                    self.update_running(pass, stats.mean, stats.var, batch * h * w);
                 }
-                (centered, var)
+                stats.y
             }
-            Mode::Eval => (
-                x.sub(per_channel(pass.state(self.running_mean))),
-                per_channel(pass.state(self.running_var)),
-            ),
-        };
-        let scale = var
-            .add_scalar(BN_EPS)
-            .sqrt()
-            .recip()
-            .mul(per_channel(pass.param(self.gamma)));
-        centered.mul(scale).add(per_channel(pass.param(self.beta)))
+            Mode::Eval => {
+                let centered = x.sub(per_channel(pass.state(self.running_mean)));
+                let scale = per_channel(pass.state(self.running_var))
+                    .add_scalar(BN_EPS)
+                    .sqrt()
+                    .recip()
+                    .mul(per_channel(gamma));
+                centered.mul(scale).add(per_channel(beta))
+            }
+        }
     }
 
     /// running ← (1 − m)·running + m·batch statistic, on plain data (no autodiff graph).
-    fn update_running(&self, pass: &mut Pass<'_>, mean: Tensor<4>, var: Tensor<4>, n: usize) {
+    fn update_running(&self, pass: &mut Pass<'_>, mean: Tensor<1>, var: Tensor<1>, n: usize) {
         let c = self.channels;
         // PyTorch's unbiased correction; a single value per channel has no spread to correct.
         let unbiased = if n > 1 {

@@ -1,8 +1,6 @@
 //! A 2-D convolution with square kernels, explicit stride and zero padding.
 
 use burn::tensor::Tensor;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 
 use super::{Builder, ParamId, Pass};
 use crate::Init;
@@ -110,8 +108,7 @@ impl Conv2d {
             padding,
         } = self.shape;
         let w = pass.param(self.w).reshape([c_out, c_in, kernel, kernel]);
-        let options = ConvOptions::new([stride, stride], [padding, padding], [1, 1], 1);
-        conv2d(x, w, self.b.map(|b| pass.param(b)), options)
+        steplab_kernels::conv2d(x, w, self.b.map(|b| pass.param(b)), stride, padding)
     }
 }
 

@@ -2,8 +2,6 @@
 //! [`super::Conv2d`] with respect to its input, used to upsample in a decoder.
 
 use burn::tensor::Tensor;
-use burn::tensor::module::conv_transpose2d;
-use burn::tensor::ops::ConvTransposeOptions;
 
 use super::{Builder, ParamId, Pass};
 use crate::Init;
@@ -110,14 +108,14 @@ impl ConvTranspose2d {
             output_padding,
         } = self.shape;
         let w = pass.param(self.w).reshape([c_in, c_out, kernel, kernel]);
-        let options = ConvTransposeOptions::new(
-            [stride, stride],
-            [padding, padding],
-            [output_padding, output_padding],
-            [1, 1],
-            1,
-        );
-        conv_transpose2d(x, w, self.b.map(|b| pass.param(b)), options)
+        steplab_kernels::conv_transpose2d(
+            x,
+            w,
+            self.b.map(|b| pass.param(b)),
+            stride,
+            padding,
+            output_padding,
+        )
     }
 }
 

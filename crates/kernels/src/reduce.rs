@@ -1,0 +1,136 @@
+//! Whole-model inner products on flex in one fused pass per tensor pair: each product is
+//! accumulated in f64 straight from the f32/f64 storage, with no cast copies, no product
+//! tensor and no per-tensor read-back.
+
+use burn::tensor::Tensor;
+
+/// ⟨x_k, y_k⟩ in f64 for each pair, or `None` where this crate has no kernel for them (not
+/// flex, a dtype other than f32/f64, tensors of an autodiff graph, the kernels switched off):
+/// then the caller uses Burn's ops.
+///
+/// Sums run over fixed blocks of values in parallel and the blocks' sums are added in order,
+/// so the result does not depend on the thread count or scheduling.
+pub fn inner_products(pairs: &[(&Tensor<1>, &Tensor<1>)]) -> Option<Vec<f64>> {
+    let (first, _) = pairs.first()?;
+    let dtype = first.dtype();
+    if !crate::uses_own_kernels(&first.device(), dtype) {
+        return None;
+    }
+    #[cfg(feature = "flex")]
+    {
+        let mut storages = Vec::with_capacity(pairs.len());
+        for (x, y) in pairs {
+            assert_eq!(
+                x.dims(),
+                y.dims(),
+                "inner product of tensors of different lengths"
+            );
+            let same = std::ptr::eq(*x, *y);
+            storages.push((
+                flex_storage(x, dtype)?,
+                if same {
+                    None
+                } else {
+                    Some(flex_storage(y, dtype)?)
+                },
+            ));
+        }
+        Some(crate::flex::reduce::inner_products(&storages))
+    }
+    #[cfg(not(feature = "flex"))]
+    None
+}
+
+/// The flex storage of a plain (non-autodiff) flex tensor of `dtype`.
+#[cfg(feature = "flex")]
+fn flex_storage(t: &Tensor<1>, dtype: burn::tensor::DType) -> Option<burn_flex::FlexTensor> {
+    use burn::backend::{BackendTensor, DispatchTensorKind};
+    if t.dtype() != dtype {
+        return None;
+    }
+    match t.clone().into_dispatch().kind {
+        DispatchTensorKind::Flex(BackendTensor::Float(storage)) => Some(storage),
+        _ => None,
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use crate::testing::{data, tensor};
+    use burn::tensor::{DType, Device};
+
+    #[test]
+    fn inner_products_equal_the_f64_sums_and_repeat_bit_for_bit() {
+        let device = Device::flex();
+        // Lengths below, at and across the block size, and an empty tensor.
+        for dtype in [DType::F32, DType::F64] {
+            let lengths = [0usize, 1, 7, 65_536, 200_003];
+            let xs: Vec<Vec<f64>> = lengths
+                .iter()
+                .enumerate()
+                .map(|(i, n)| data(i as u64, *n))
+                .collect();
+            let ys: Vec<Vec<f64>> = lengths
+                .iter()
+                .enumerate()
+                .map(|(i, n)| data(100 + i as u64, *n))
+                .collect();
+            let tx: Vec<Tensor<1>> = xs
+                .iter()
+                .map(|v| tensor(v, [v.len()], &device, dtype))
+                .collect();
+            let ty: Vec<Tensor<1>> = ys
+                .iter()
+                .map(|v| tensor(v, [v.len()], &device, dtype))
+                .collect();
+            let mut pairs: Vec<(&Tensor<1>, &Tensor<1>)> = tx.iter().zip(&ty).collect();
+            pairs.extend(tx.iter().map(|t| (t, t)));
+            let got = inner_products(&pairs).expect("flex has the kernel");
+            // The exact products of the stored values (rounded to the dtype first).
+            let stored = |v: &[f64]| -> Vec<f64> {
+                if dtype == DType::F32 {
+                    v.iter().map(|x| *x as f32 as f64).collect()
+                } else {
+                    v.to_vec()
+                }
+            };
+            let mut want: Vec<f64> = xs
+                .iter()
+                .zip(&ys)
+                .map(|(x, y)| stored(x).iter().zip(stored(y)).map(|(a, b)| a * b).sum())
+                .collect();
+            want.extend(
+                xs.iter()
+                    .map(|x| stored(x).iter().map(|a| a * a).sum::<f64>()),
+            );
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-12 * w.abs().max(1.0),
+                    "{dtype:?} pair {k}: {g} vs {w}"
+                );
+            }
+            let one_thread = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .expect("a pool");
+            let again = one_thread.install(|| inner_products(&pairs).expect("flex has the kernel"));
+            assert!(
+                got.iter()
+                    .zip(&again)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            );
+        }
+    }
+
+    #[test]
+    fn other_devices_and_graph_tensors_are_left_to_burn() {
+        #[allow(deprecated)] // ndarray is deprecated upstream and kept working here
+        let ndarray = Device::ndarray();
+        let a = tensor(&[1.0, 2.0], [2], &ndarray, DType::F32);
+        assert!(inner_products(&[(&a, &a)]).is_none());
+        let b = tensor(&[1.0, 2.0], [2], &Device::flex().autodiff(), DType::F32).require_grad();
+        assert!(inner_products(&[(&b, &b)]).is_none());
+        assert!(inner_products(&[]).is_none());
+    }
+}
