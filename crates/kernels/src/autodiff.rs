@@ -13,6 +13,18 @@ use burn_flex::FlexTensor;
 use crate::flex::{batch_norm, conv};
 use crate::ops::FlexKernels;
 
+/// Registers each computed gradient with its parent node, for the parents autodiff tracks
+/// (macro: the node type is private to burn-autodiff).
+macro_rules! register {
+    ($grads:expr, $($node:expr => $grad:expr),+ $(,)?) => {
+        $(
+            if let (Some(node), Some(grad)) = ($node, $grad) {
+                $grads.register::<Flex>(node.id, grad);
+            }
+        )+
+    };
+}
+
 /// The backward of [`FlexKernels::conv2d_plain`].
 #[derive(Debug)]
 struct Conv2dBackward;
@@ -25,19 +37,9 @@ impl Backward<Flex, 2> for Conv2dBackward {
         let [node_x, node_w] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (x, weight, stride, padding) = ops.state;
-        let (dx, dw) = conv::backward(
-            x,
-            weight,
-            dy,
-            (stride, padding),
-            (node_x.is_some(), node_w.is_some()),
-        );
-        if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, dx);
-        }
-        if let (Some(node), Some(dw)) = (node_w, dw) {
-            grads.register::<Flex>(node.id, dw);
-        }
+        let want = (node_x.is_some(), node_w.is_some());
+        let (dx, dw) = conv::backward(x, weight, dy, (stride, padding), want);
+        register!(grads, node_x => dx, node_w => dw);
     }
 }
 
@@ -53,19 +55,9 @@ impl Backward<Flex, 2> for ConvTranspose2dBackward {
         let [node_x, node_w] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (x, weight, geometry) = ops.state;
-        let (dx, dw) = conv::transposed_backward(
-            x,
-            weight,
-            dy,
-            geometry,
-            (node_x.is_some(), node_w.is_some()),
-        );
-        if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, dx);
-        }
-        if let (Some(node), Some(dw)) = (node_w, dw) {
-            grads.register::<Flex>(node.id, dw);
-        }
+        let want = (node_x.is_some(), node_w.is_some());
+        let (dx, dw) = conv::transposed_backward(x, weight, dy, geometry, want);
+        register!(grads, node_x => dx, node_w => dw);
     }
 }
 
@@ -82,12 +74,8 @@ impl Backward<Flex, 3> for BatchNormBackward {
         let dy = grads.consume::<Flex>(&ops.node);
         let (x, gamma, saved) = ops.state;
         let want = [node_x.is_some(), node_gamma.is_some(), node_beta.is_some()];
-        let outs = batch_norm::backward(x, gamma, &saved, dy, want);
-        for (node, grad) in [node_x, node_gamma, node_beta].into_iter().zip(outs) {
-            if let (Some(node), Some(grad)) = (node, grad) {
-                grads.register::<Flex>(node.id, grad);
-            }
-        }
+        let [dx, dgamma, dbeta] = batch_norm::backward(x, gamma, &saved, dy, want);
+        register!(grads, node_x => dx, node_gamma => dgamma, node_beta => dbeta);
     }
 }
 

@@ -231,6 +231,8 @@ struct Figure {
     ratio: Option<f64>,
     /// Median over rounds of (forward pass time / base step time).
     forward_ratio: Option<f64>,
+    /// Median over rounds of (steps/s / PyTorch SGD's steps/s in the same round).
+    vs_torch: Option<f64>,
 }
 
 /// Runs the benchmark and prints its table.
@@ -263,59 +265,79 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             methods.push(method(name)?);
         }
     }
-    let mut figures = Vec::new();
-    for backend in &args.backends {
-        for m in &methods {
-            eprintln!("measuring {} on {backend} ...", m.name);
-            let out = Command::new(&exe)
+    // With PyTorch, whole processes alternate: each outer round runs every method's child for
+    // one round and then PyTorch for one round, so that the machine's drift (±30 % between
+    // rounds here) hits both sides of every flex / PyTorch ratio alike.
+    let per_round = args.steps.div_ceil(args.rounds.max(1)).max(1);
+    let (outer, child_steps, child_rounds) = if args.pytorch {
+        (args.rounds, per_round, 1)
+    } else {
+        (1, args.steps, args.rounds)
+    };
+    let mut rounds: Vec<(Vec<Figure>, Vec<TorchFigure>)> = Vec::new();
+    for round in 0..outer {
+        let mut figures = Vec::new();
+        for backend in &args.backends {
+            for m in &methods {
+                eprintln!(
+                    "measuring {} on {backend} (round {} of {outer}) ...",
+                    m.name,
+                    round + 1
+                );
+                let out = Command::new(&exe)
+                    .args([
+                        "bench",
+                        "--steps",
+                        &child_steps.to_string(),
+                        "--rounds",
+                        &child_rounds.to_string(),
+                        "--warmup",
+                        &args.warmup.to_string(),
+                    ])
+                    .args(["--model", model.name, "--child", backend, m.name])
+                    .output()
+                    .context("cannot run the benchmark child process")?;
+                if !out.status.success() {
+                    bail!(
+                        "{} on {backend} failed: {}",
+                        m.name,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                figures.extend(parse_line(&String::from_utf8_lossy(&out.stdout)));
+            }
+        }
+        let mut torch = Vec::new();
+        if args.pytorch {
+            eprintln!(
+                "measuring PyTorch (scripts/bench_pytorch.sh, round {} of {outer}) ...",
+                round + 1
+            );
+            let out = Command::new("bash")
                 .args([
-                    "bench",
+                    "scripts/bench_pytorch.sh",
+                    "--model",
+                    model.name,
                     "--steps",
-                    &args.steps.to_string(),
+                    &per_round.to_string(),
                     "--rounds",
-                    &args.rounds.to_string(),
+                    "1",
                     "--warmup",
                     &args.warmup.to_string(),
                 ])
-                .args(["--model", model.name, "--child", backend, m.name])
                 .output()
-                .context("cannot run the benchmark child process")?;
+                .context("cannot run scripts/bench_pytorch.sh (run from the repository root)")?;
             if !out.status.success() {
                 bail!(
-                    "{} on {backend} failed: {}",
-                    m.name,
+                    "scripts/bench_pytorch.sh failed: {}",
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            figures.extend(parse_line(&String::from_utf8_lossy(&out.stdout)));
+            torch = parse_torch(&String::from_utf8_lossy(&out.stdout));
         }
+        rounds.push((figures, torch));
     }
-    let mut torch = Vec::new();
-    if args.pytorch {
-        eprintln!("measuring PyTorch (scripts/bench_pytorch.sh) ...");
-        let per_round = args.steps.div_ceil(args.rounds.max(1)).max(1);
-        let out = Command::new("bash")
-            .args([
-                "scripts/bench_pytorch.sh",
-                "--model",
-                model.name,
-                "--steps",
-                &per_round.to_string(),
-                "--rounds",
-                &args.rounds.to_string(),
-                "--warmup",
-                &args.warmup.to_string(),
-            ])
-            .output()
-            .context("cannot run scripts/bench_pytorch.sh (run from the repository root)")?;
-        if !out.status.success() {
-            bail!(
-                "scripts/bench_pytorch.sh failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        torch = parse_torch(&String::from_utf8_lossy(&out.stdout));
-    }
+    let (figures, torch) = combine_rounds(&rounds);
     print_table(model, &figures, &torch);
     Ok(())
 }
@@ -435,14 +457,80 @@ fn parse_line(text: &str) -> Option<Figure> {
                 base: opt(base),
                 ratio: num(r),
                 forward_ratio: num(fr),
+                vs_torch: None,
             }),
             _ => None,
         }
     })
 }
 
+/// PyTorch's figures for one method: (method, steps/s, peak MiB).
+type TorchFigure = (String, f64, f64);
+
+/// The medians over outer rounds (PyTorch alternating with the children): each figure's
+/// steps/s, ratios and its steps/s over PyTorch SGD's *in the same round*; peak memory is the
+/// largest seen.
+fn combine_rounds(rounds: &[(Vec<Figure>, Vec<TorchFigure>)]) -> (Vec<Figure>, Vec<TorchFigure>) {
+    let Some((first, first_torch)) = rounds.first() else {
+        return (Vec::new(), Vec::new());
+    };
+    if rounds.len() == 1 {
+        let torch_sgd = first_torch.iter().find(|t| t.0 == "sgd").map(|t| t.1);
+        let figures = first
+            .iter()
+            .map(|f| Figure {
+                vs_torch: torch_sgd.map(|t| f.steps_per_s / t),
+                ..f.clone()
+            })
+            .collect();
+        return (figures, first_torch.clone());
+    }
+    let medians = |values: Vec<f64>| (!values.is_empty()).then(|| median(values));
+    let figures = first
+        .iter()
+        .map(|f| {
+            let same: Vec<(&Figure, Option<f64>)> = rounds
+                .iter()
+                .filter_map(|(figures, torch)| {
+                    let g = figures
+                        .iter()
+                        .find(|g| g.backend == f.backend && g.method == f.method)?;
+                    Some((g, torch.iter().find(|t| t.0 == "sgd").map(|t| t.1)))
+                })
+                .collect();
+            Figure {
+                steps_per_s: median(same.iter().map(|(g, _)| g.steps_per_s).collect()),
+                peak_mib: same.iter().map(|(g, _)| g.peak_mib).fold(0.0, f64::max),
+                ratio: medians(same.iter().filter_map(|(g, _)| g.ratio).collect()),
+                forward_ratio: medians(same.iter().filter_map(|(g, _)| g.forward_ratio).collect()),
+                vs_torch: medians(
+                    same.iter()
+                        .filter_map(|(g, t)| t.map(|t| g.steps_per_s / t))
+                        .collect(),
+                ),
+                ..f.clone()
+            }
+        })
+        .collect();
+    let torch = first_torch
+        .iter()
+        .map(|(method, _, _)| {
+            let same: Vec<&TorchFigure> = rounds
+                .iter()
+                .filter_map(|(_, torch)| torch.iter().find(|t| &t.0 == method))
+                .collect();
+            (
+                method.clone(),
+                median(same.iter().map(|t| t.1).collect()),
+                same.iter().map(|t| t.2).fold(0.0, f64::max),
+            )
+        })
+        .collect();
+    (figures, torch)
+}
+
 /// Parses `pytorch,<method>,<steps/s>,<MiB>` lines.
-fn parse_torch(text: &str) -> Vec<(String, f64, f64)> {
+fn parse_torch(text: &str) -> Vec<TorchFigure> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.trim().split(',').collect();
@@ -454,7 +542,7 @@ fn parse_torch(text: &str) -> Vec<(String, f64, f64)> {
         .collect()
 }
 
-fn print_table(model: BenchModel, figures: &[Figure], torch: &[(String, f64, f64)]) {
+fn print_table(model: BenchModel, figures: &[Figure], torch: &[TorchFigure]) {
     let torch_sgd = torch.iter().find(|t| t.0 == "sgd").map(|t| t.1);
     println!("{}, f32, training steps/s (median of rounds)", model.title);
     println!(
@@ -462,8 +550,9 @@ fn print_table(model: BenchModel, figures: &[Figure], torch: &[(String, f64, f64
         "backend", "method", "steps/s", "peak MiB", "x torch", "base", "step/base", "allowed"
     );
     for f in figures {
-        let vs_torch = torch_sgd
-            .map(|t| format!("{:.2}", f.steps_per_s / t))
+        let vs_torch = f
+            .vs_torch
+            .map(|v| format!("{v:.2}"))
             .unwrap_or_else(|| "-".into());
         let spec = METHODS.iter().find(|m| m.name == f.method);
         let (ratio, allowed, goal) = match (spec, f.ratio) {
@@ -746,6 +835,65 @@ fn peak_rss_mib() -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figure(method: &str, steps_per_s: f64, ratio: Option<f64>) -> Figure {
+        Figure {
+            backend: "flex".into(),
+            method: method.into(),
+            steps_per_s,
+            peak_mib: steps_per_s,
+            base: ratio.map(|_| "sgd".into()),
+            ratio,
+            forward_ratio: None,
+            vs_torch: None,
+        }
+    }
+
+    #[test]
+    fn alternating_rounds_give_medians_of_same_round_ratios() {
+        // PyTorch's speed drifts with the machine; the ratio per round stays 0.5.
+        let rounds: Vec<(Vec<Figure>, Vec<TorchFigure>)> = [(1.0, 2.0), (3.0, 6.0), (2.0, 4.0)]
+            .into_iter()
+            .map(|(ours, torch)| {
+                (
+                    vec![
+                        figure("sgd", ours, None),
+                        figure("lossgrad", ours / 2.0, Some(1.9)),
+                    ],
+                    vec![
+                        ("sgd".to_string(), torch, 700.0),
+                        ("lossgrad".to_string(), torch / 2.0, 710.0),
+                    ],
+                )
+            })
+            .collect();
+        let (figures, torch) = combine_rounds(&rounds);
+        assert_eq!(figures[0].steps_per_s, 2.0);
+        assert_eq!(figures[0].vs_torch, Some(0.5));
+        assert_eq!(figures[0].peak_mib, 3.0);
+        assert_eq!(figures[1].vs_torch, Some(0.25));
+        assert_eq!(figures[1].ratio, Some(1.9));
+        assert_eq!(
+            torch,
+            vec![
+                ("sgd".to_string(), 4.0, 700.0),
+                ("lossgrad".to_string(), 2.0, 710.0)
+            ]
+        );
+        // One round (no PyTorch alternation): the ratio of that round's figures.
+        let (single, _) = combine_rounds(&rounds[..1]);
+        assert_eq!(single[1].vs_torch, Some(0.25));
+        let parsed = parse_line("steplab,flex-stock,sgd,1.500,390.0,,,").expect("a figure line");
+        assert_eq!(
+            (parsed.backend.as_str(), parsed.steps_per_s, parsed.ratio),
+            ("flex-stock", 1.5, None)
+        );
+    }
 }
 
 #[cfg(test)]
