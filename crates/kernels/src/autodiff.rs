@@ -25,39 +25,56 @@ macro_rules! register {
     };
 }
 
-/// The backward of [`FlexKernels::conv2d_plain`].
+/// The gradients of a two-input convolution-like op (input, weight) for an output gradient,
+/// given its geometry and which of the two are wanted.
+type ConvGradients<G> = fn(
+    FlexTensor,
+    FlexTensor,
+    FlexTensor,
+    G,
+    (bool, bool),
+) -> (Option<FlexTensor>, Option<FlexTensor>);
+
+/// The backward of [`FlexKernels::conv2d_plain`] and [`FlexKernels::conv_transpose2d_plain`]:
+/// their flex gradients `gradients` for geometry `G`.
 #[derive(Debug)]
-struct Conv2dBackward;
-
-impl Backward<Flex, 2> for Conv2dBackward {
-    /// (input, weight, stride, padding).
-    type State = (FlexTensor, FlexTensor, usize, usize);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x, node_w] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
-        let (x, weight, stride, padding) = ops.state;
-        let want = (node_x.is_some(), node_w.is_some());
-        let (dx, dw) = conv::backward(x, weight, dy, (stride, padding), want);
-        register!(grads, node_x => dx, node_w => dw);
-    }
+struct ConvBackward<G> {
+    gradients: ConvGradients<G>,
 }
 
-/// The backward of [`FlexKernels::conv_transpose2d_plain`].
-#[derive(Debug)]
-struct ConvTranspose2dBackward;
-
-impl Backward<Flex, 2> for ConvTranspose2dBackward {
-    /// (input, weight, (stride, padding, output padding)).
-    type State = (FlexTensor, FlexTensor, (usize, usize, usize));
+impl<G: Clone + Send + std::fmt::Debug + 'static> Backward<Flex, 2> for ConvBackward<G> {
+    /// (input, weight, geometry).
+    type State = (FlexTensor, FlexTensor, G);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_w] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (x, weight, geometry) = ops.state;
         let want = (node_x.is_some(), node_w.is_some());
-        let (dx, dw) = conv::transposed_backward(x, weight, dy, geometry, want);
+        let (dx, dw) = (self.gradients)(x, weight, dy, geometry, want);
         register!(grads, node_x => dx, node_w => dw);
+    }
+}
+
+/// Runs `forward` on the flex storage of `x` and `weight` and records it with `gradients` as
+/// its backward (input, weight and geometry kept for it). `C` is named by the caller: the
+/// tensors' type does not carry it.
+fn record_conv<C: CheckpointStrategy, G: Clone + Send + std::fmt::Debug + 'static>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    weight: FloatTensor<Autodiff<Flex, C>>,
+    geometry: G,
+    forward: fn(FlexTensor, FlexTensor, G) -> FlexTensor,
+    gradients: ConvGradients<G>,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let prep = ConvBackward { gradients }
+        .prepare::<C>([x.node(), weight.node()])
+        .compute_bound()
+        .stateful();
+    let (x, weight) = (x.into_primitive(), weight.into_primitive());
+    let y = forward(x.clone(), weight.clone(), geometry.clone());
+    match prep {
+        OpsKind::Tracked(prep) => prep.finish((x, weight, geometry), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
 
@@ -86,16 +103,7 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
         stride: usize,
         padding: usize,
     ) -> FloatTensor<Self> {
-        let prep = Conv2dBackward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful();
-        let (x, weight) = (x.into_primitive(), weight.into_primitive());
-        let y = conv::forward(x.clone(), weight.clone(), stride, padding);
-        match prep {
-            OpsKind::Tracked(prep) => prep.finish((x, weight, stride, padding), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        record_conv::<C, _>(x, weight, (stride, padding), conv::forward, conv::backward)
     }
 
     fn conv_transpose2d_plain(
@@ -105,17 +113,14 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
         padding: usize,
         output_padding: usize,
     ) -> FloatTensor<Self> {
-        let prep = ConvTranspose2dBackward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful();
-        let (x, weight) = (x.into_primitive(), weight.into_primitive());
         let geometry = (stride, padding, output_padding);
-        let y = conv::transposed_forward(x.clone(), weight.clone(), geometry);
-        match prep {
-            OpsKind::Tracked(prep) => prep.finish((x, weight, geometry), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        record_conv::<C, _>(
+            x,
+            weight,
+            geometry,
+            conv::transposed_forward,
+            conv::transposed_backward,
+        )
     }
 
     fn batch_norm_train(

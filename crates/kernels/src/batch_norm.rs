@@ -59,21 +59,30 @@ pub fn batch_norm_batch_stats_stock(
     eps: f64,
 ) -> BatchStats {
     let [_, c, _, _] = x.dims();
-    let per_channel = |t: Tensor<1>| t.reshape([1, c, 1, 1]);
     let mean = x.clone().mean_dims(&[0, 2, 3]);
     let centered = x.sub(mean.clone());
     let var = centered.clone().square().mean_dims(&[0, 2, 3]);
-    let scale = var
-        .clone()
-        .add_scalar(eps)
-        .sqrt()
-        .recip()
-        .mul(per_channel(gamma));
     BatchStats {
-        y: centered.mul(scale).add(per_channel(beta)),
+        y: scale_and_shift(centered, var.clone(), gamma, beta, eps),
         mean: mean.reshape([c]).detach(),
         var: var.reshape([c]).detach(),
     }
+}
+
+/// `centered · γ/√(var + eps) + β` for `centered` `[n, c, h, w]` (the input less a mean),
+/// `var` `[1, c, 1, 1]` and γ, β `[c]`, composed from Burn's tensor ops: batch norm's last
+/// step, with the batch's statistics or with running ones.
+pub fn scale_and_shift(
+    centered: Tensor<4>,
+    var: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    eps: f64,
+) -> Tensor<4> {
+    let c = gamma.dims()[0];
+    let per_channel = |t: Tensor<1>| t.reshape([1, c, 1, 1]);
+    let scale = var.add_scalar(eps).sqrt().recip().mul(per_channel(gamma));
+    centered.mul(scale).add(per_channel(beta))
 }
 
 #[cfg(all(test, feature = "flex"))]

@@ -31,7 +31,9 @@ mod batch_norm;
 mod conv;
 mod reduce;
 
-pub use batch_norm::{BatchStats, batch_norm_batch_stats, batch_norm_batch_stats_stock};
+pub use batch_norm::{
+    BatchStats, batch_norm_batch_stats, batch_norm_batch_stats_stock, scale_and_shift,
+};
 pub use conv::{conv_transpose2d, conv_transpose2d_stock, conv2d, conv2d_stock};
 pub use reduce::inner_products;
 

@@ -38,7 +38,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     pub warmup: usize,
     /// Backends to measure (comma-separated): ndarray, flex, wgpu, or `flex-stock` (flex with
-    /// Burn's own convolutions and batch norm instead of steplab-kernels').
+    /// Burn's own ops instead of steplab-kernels' convolutions, batch norm and reductions).
     #[arg(long, value_delimiter = ',', default_values_t = default_backends())]
     pub backends: Vec<String>,
     /// Methods to measure (comma-separated names of the method table printed by
@@ -467,24 +467,13 @@ fn parse_line(text: &str) -> Option<Figure> {
 /// PyTorch's figures for one method: (method, steps/s, peak MiB).
 type TorchFigure = (String, f64, f64);
 
-/// The medians over outer rounds (PyTorch alternating with the children): each figure's
-/// steps/s, ratios and its steps/s over PyTorch SGD's *in the same round*; peak memory is the
-/// largest seen.
+/// The medians over outer rounds (PyTorch alternating with the children; one round without
+/// PyTorch): each figure's steps/s, ratios and its steps/s over PyTorch SGD's *in the same
+/// round*; peak memory is the largest seen.
 fn combine_rounds(rounds: &[(Vec<Figure>, Vec<TorchFigure>)]) -> (Vec<Figure>, Vec<TorchFigure>) {
     let Some((first, first_torch)) = rounds.first() else {
         return (Vec::new(), Vec::new());
     };
-    if rounds.len() == 1 {
-        let torch_sgd = first_torch.iter().find(|t| t.0 == "sgd").map(|t| t.1);
-        let figures = first
-            .iter()
-            .map(|f| Figure {
-                vs_torch: torch_sgd.map(|t| f.steps_per_s / t),
-                ..f.clone()
-            })
-            .collect();
-        return (figures, first_torch.clone());
-    }
     let medians = |values: Vec<f64>| (!values.is_empty()).then(|| median(values));
     let figures = first
         .iter()
@@ -603,8 +592,8 @@ fn rate(steps_per_s: f64) -> String {
     }
 }
 
-/// The `--backends` name of flex with Burn's own convolutions and batch norm instead of
-/// steplab-kernels' (to compare the two in one run).
+/// The `--backends` name of flex with Burn's own ops instead of steplab-kernels' (to compare the
+/// two in one run).
 const FLEX_STOCK: &str = "flex-stock";
 
 fn backend_kind(name: &str) -> Result<BackendKind> {

@@ -8,7 +8,7 @@ use burn::backend::TensorMetadata;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::{Real, contiguous, dtype_of, tensor, values, with_real};
+use super::{Real, contiguous, tensor, values, with_real};
 
 /// What the forward pass keeps for the backward pass and the running statistics.
 #[derive(Debug, Clone)]
@@ -48,11 +48,11 @@ pub(crate) fn forward(
 ) -> (FlexTensor, Saved) {
     let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
     assert!(
-        dtype_of(&gamma) == dtype_of(&x) && dtype_of(&beta) == dtype_of(&x),
+        gamma.dtype() == x.dtype() && beta.dtype() == x.dtype(),
         "batch norm: γ and β must have the input's dtype"
     );
     let shape = dims(&x);
-    let dtype = dtype_of(&x);
+    let dtype = x.dtype();
     with_real!(dtype, T => {
         let (y, mean, var, inv_std) =
             forward_values::<T>(shape, values(&x), values(&gamma), values(&beta), eps);

@@ -14,7 +14,7 @@ use burn::backend::TensorMetadata;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::{Real, contiguous, dtype_of, tensor, values, with_real};
+use super::{Real, contiguous, tensor, values, with_real};
 
 /// The sizes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,12 +233,11 @@ unsafe fn gemm_into<T: Real>(
 pub(crate) fn forward(
     x: FlexTensor,
     weight: FlexTensor,
-    stride: usize,
-    padding: usize,
+    (stride, padding): (usize, usize),
 ) -> FlexTensor {
     let (x, weight) = (contiguous(x), contiguous(weight));
     let g = Geometry::new(x.shape().dims(), weight.shape().dims(), stride, padding);
-    with_real!(dtype_of(&x), T => {
+    with_real!(x.dtype(), T => {
         let y = forward_values::<T>(&g, values(&x), values(&weight));
         tensor(y, [g.n, g.c_out, g.oh, g.ow])
     })
@@ -306,7 +305,7 @@ pub(crate) fn backward(
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
     let (x, weight, dy) = (contiguous(x), contiguous(weight), contiguous(dy));
     let g = Geometry::new(x.shape().dims(), weight.shape().dims(), stride, padding);
-    with_real!(dtype_of(&x), T => (
+    with_real!(x.dtype(), T => (
         want_x.then(|| {
             tensor(input_gradient::<T>(&g, values(&weight), values(&dy)), [g.n, g.c_in, g.h, g.w])
         }),
@@ -498,7 +497,7 @@ pub(crate) fn transposed_forward(
         padding,
         output_padding,
     );
-    with_real!(dtype_of(&x), T => {
+    with_real!(x.dtype(), T => {
         tensor(input_gradient::<T>(&g, values(&weight), values(&x)), [g.n, g.c_in, g.h, g.w])
     })
 }
@@ -521,7 +520,7 @@ pub(crate) fn transposed_backward(
         padding,
         output_padding,
     );
-    with_real!(dtype_of(&x), T => (
+    with_real!(x.dtype(), T => (
         want_x.then(|| {
             tensor(forward_values::<T>(&g, values(&dy), values(&weight)), [g.n, g.c_out, g.oh, g.ow])
         }),

@@ -6,14 +6,14 @@ pub(crate) mod reduce;
 
 use burn::backend::Flex;
 use burn::backend::tensor::FloatTensor;
-use burn::tensor::{DType, Element, TensorData};
+use burn::tensor::{Element, TensorData};
 use burn_flex::FlexTensor;
 
 use crate::ops::FlexKernels;
 
 /// The element types the kernels run in.
 pub(crate) trait Real:
-    num_traits::Float + Element + bytemuck::Pod + Send + Sync + std::iter::Sum + 'static
+    num_traits::Float + Element + bytemuck::Pod + Send + Sync + 'static
 {
     /// The value as f64 (exact).
     fn widen(self) -> f64;
@@ -77,11 +77,6 @@ macro_rules! with_real {
 }
 pub(crate) use with_real;
 
-/// The dtype of a flex float tensor.
-pub(crate) fn dtype_of(t: &FlexTensor) -> DType {
-    t.dtype()
-}
-
 impl FlexKernels for Flex {
     fn conv2d_plain(
         x: FloatTensor<Self>,
@@ -89,7 +84,7 @@ impl FlexKernels for Flex {
         stride: usize,
         padding: usize,
     ) -> FloatTensor<Self> {
-        conv::forward(x, weight, stride, padding)
+        conv::forward(x, weight, (stride, padding))
     }
 
     fn conv_transpose2d_plain(

@@ -4,7 +4,7 @@ use burn::backend::TensorMetadata;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::{Real, contiguous, dtype_of, values, with_real};
+use super::{Real, contiguous, values, with_real};
 
 /// Values per parallel block of an inner product (fixed, so sums do not depend on threads).
 const BLOCK: usize = 1 << 16;
@@ -43,7 +43,7 @@ pub(crate) fn inner_products(pairs: &[(FlexTensor, Option<FlexTensor>)]) -> Vec<
         .map(|&(k, start, end)| {
             let (x, y) = &pairs[k];
             let y = y.as_ref().unwrap_or(x);
-            with_real!(dtype_of(x), T => {
+            with_real!(x.dtype(), T => {
                 let (a, b) = (values::<T>(x), values::<T>(y));
                 dot_block(&a[start..end], &b[start..end])
             })

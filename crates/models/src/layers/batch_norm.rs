@@ -69,29 +69,26 @@ impl BatchNorm {
                 }
                 stats.y
             }
-            Mode::Eval => {
-                let centered = x.sub(per_channel(pass.state(self.running_mean)));
-                let scale = per_channel(pass.state(self.running_var))
-                    .add_scalar(BN_EPS)
-                    .sqrt()
-                    .recip()
-                    .mul(per_channel(gamma));
-                centered.mul(scale).add(per_channel(beta))
-            }
+            Mode::Eval => steplab_kernels::scale_and_shift(
+                x.sub(per_channel(pass.state(self.running_mean))),
+                per_channel(pass.state(self.running_var)),
+                gamma,
+                beta,
+                BN_EPS,
+            ),
         }
     }
 
     /// running ← (1 − m)·running + m·batch statistic, on plain data (no autodiff graph).
     fn update_running(&self, pass: &mut Pass<'_>, mean: Tensor<1>, var: Tensor<1>, n: usize) {
-        let c = self.channels;
         // PyTorch's unbiased correction; a single value per channel has no spread to correct.
         let unbiased = if n > 1 {
             n as f64 / (n - 1) as f64
         } else {
             1.0
         };
-        let mean = mean.inner().reshape([c]);
-        let var = var.inner().reshape([c]).mul_scalar(unbiased);
+        let mean = mean.inner();
+        let var = var.inner().mul_scalar(unbiased);
         let blend = |running: Tensor<1>, batch: Tensor<1>| {
             running
                 .inner()
