@@ -10,7 +10,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use crate::flex::{batch_norm, conv};
+use crate::flex::{batch_norm, conv, dense};
 use crate::ops::FlexKernels;
 
 /// Registers each computed gradient with its parent node, for the parents autodiff tracks
@@ -96,6 +96,25 @@ impl Backward<Flex, 3> for BatchNormBackward {
     }
 }
 
+/// The backward of [`FlexKernels::dense_plain`].
+#[derive(Debug)]
+struct DenseBackward {
+    relu: bool,
+}
+
+impl Backward<Flex, 3> for DenseBackward {
+    /// (input, weight, output).
+    type State = (FlexTensor, FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let want = [node_x.is_some(), node_w.is_some(), node_b.is_some()];
+        let [dx, dw, db] = dense::backward(ops.state, self.relu, dy, want);
+        register!(grads, node_x => dx, node_w => dw, node_b => db);
+    }
+}
+
 impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
     fn conv2d_plain(
         x: FloatTensor<Self>,
@@ -141,5 +160,26 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         (y, Self::from_inner(mean), Self::from_inner(var))
+    }
+
+    fn dense_plain(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        let prep = DenseBackward { relu }
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful();
+        let (x, weight) = (x.into_primitive(), weight.into_primitive());
+        let y = dense::forward(x.clone(), weight.clone(), bias.into_primitive(), relu);
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let output = y.clone();
+                prep.finish((x, weight, output), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
     }
 }

@@ -11,10 +11,14 @@
 //!   from the same im2col, the input gradient as a gemm and a col2im.
 //! - [`conv_transpose2d`]: the input-gradient path of the convolution as its forward, the
 //!   convolution itself and its weight gradient as its backward.
+//! - [`dense`]: the fully connected layer `act(x·W + b)` with the bias and ReLU fused into the
+//!   product's output, and gemms on transposed views for its gradients.
 //! - [`batch_norm_batch_stats`]: per-channel statistics accumulated in f64 and the
 //!   normalisation in one pass, and a backward of two passes.
 //! - [`inner_products`]: whole-model inner products and squared norms accumulated in f64 in one
 //!   pass over the stored values (for the optimizers' per-step reductions).
+//! - [`axpby`], [`square_ema`], [`adam_moments`], [`adam_step`]: the optimizers' elementwise updates, one pass
+//!   each, written into the target's own buffer, bit-identical to the Burn ops they replace.
 //!
 //! On every other backend (ndarray, wgpu), for other dtypes than f32/f64, or after
 //! [`set_own_kernels`]`(false)`, each function is the composition of Burn's stock ops the zoo
@@ -29,13 +33,17 @@ mod ops;
 
 mod batch_norm;
 mod conv;
+mod dense;
 mod reduce;
+mod update;
 
 pub use batch_norm::{
     BatchStats, batch_norm_batch_stats, batch_norm_batch_stats_stock, scale_and_shift,
 };
 pub use conv::{conv_transpose2d, conv_transpose2d_stock, conv2d, conv2d_stock};
-pub use reduce::inner_products;
+pub use dense::{dense, dense_stock};
+pub use reduce::{inner_products, preconditioned_inner_products};
+pub use update::{AdamDirection, adam_direction, adam_moments, adam_step, axpby, square_ema};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

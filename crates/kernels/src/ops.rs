@@ -36,4 +36,13 @@ pub trait FlexKernels: Backend {
         beta: FloatTensor<Self>,
         eps: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The dense layer `act(x·W + b)`: `x` `[batch, inputs]`, `weight` `[inputs, outputs]`,
+    /// `bias` `[outputs]`, act ReLU when `relu` (NaN kept), the identity otherwise.
+    fn dense_plain(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self>;
 }

@@ -41,6 +41,44 @@ pub fn inner_products(pairs: &[(&Tensor<1>, &Tensor<1>)]) -> Option<Vec<f64>> {
     None
 }
 
+/// ⟨d_k, m_k / (√v_k + ε)⟩ in f64 for each triple (Adam-HD's hypergradient with Adam's moments),
+/// the quotient rounded to the tensors' dtype as Burn's ops would store it, without
+/// materialising it; `None` where this crate has no kernel for them (as [`inner_products`]).
+/// Equal, bit for bit, to [`inner_products`] of d and the stored quotient.
+pub fn preconditioned_inner_products(
+    triples: &[(&Tensor<1>, &Tensor<1>, &Tensor<1>)],
+    eps: f64,
+) -> Option<Vec<f64>> {
+    let (first, _, _) = triples.first()?;
+    let dtype = first.dtype();
+    if !crate::uses_own_kernels(&first.device(), dtype) {
+        return None;
+    }
+    #[cfg(feature = "flex")]
+    {
+        let mut storages = Vec::with_capacity(triples.len());
+        for (d, m, v) in triples {
+            assert!(
+                d.dims() == m.dims() && m.dims() == v.dims(),
+                "preconditioned inner product of tensors of different lengths"
+            );
+            storages.push((
+                flex_storage(d, dtype)?,
+                flex_storage(m, dtype)?,
+                flex_storage(v, dtype)?,
+            ));
+        }
+        Some(crate::flex::reduce::preconditioned_inner_products(
+            &storages, eps,
+        ))
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = eps;
+        None
+    }
+}
+
 /// The flex storage of a plain (non-autodiff) flex tensor of `dtype`.
 #[cfg(feature = "flex")]
 fn flex_storage(t: &Tensor<1>, dtype: burn::tensor::DType) -> Option<burn_flex::FlexTensor> {
@@ -119,6 +157,49 @@ mod tests {
                 got.iter()
                     .zip(&again)
                     .all(|(a, b)| a.to_bits() == b.to_bits())
+            );
+        }
+    }
+
+    #[test]
+    fn preconditioned_products_equal_those_of_the_stored_quotient_bit_for_bit() {
+        let device = Device::flex();
+        for dtype in [DType::F32, DType::F64] {
+            let lengths = [1usize, 7, 65_536, 70_001];
+            let make = |seed: u64, shift: f64| -> Vec<Tensor<1>> {
+                lengths
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &n)| {
+                        let v: Vec<f64> = data(seed + i as u64, n)
+                            .iter()
+                            .map(|x| x * x * shift + x * (1.0 - shift))
+                            .collect();
+                        tensor(&v, [n], &device, dtype)
+                    })
+                    .collect()
+            };
+            // v ≥ 0 (squares), some of it zero-ish so that ε matters.
+            let (d, m, v) = (make(1, 0.0), make(20, 0.0), make(40, 1.0));
+            let eps = 1e-3;
+            let triples: Vec<_> = d
+                .iter()
+                .zip(&m)
+                .zip(&v)
+                .map(|((d, m), v)| (d, m, v))
+                .collect();
+            let got = preconditioned_inner_products(&triples, eps).expect("flex has the kernel");
+            let quotients: Vec<Tensor<1>> = m
+                .iter()
+                .zip(&v)
+                .map(|(m, v)| m.clone().div(v.clone().sqrt().add_scalar(eps)))
+                .collect();
+            let pairs: Vec<_> = d.iter().zip(&quotients).collect();
+            let want = inner_products(&pairs).expect("flex has the kernel");
+            assert_eq!(
+                got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "{dtype:?}"
             );
         }
     }

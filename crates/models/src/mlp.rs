@@ -381,14 +381,20 @@ impl Mlp {
         let mut x = input;
         for (i, &(fan_in, fan_out)) in self.layers.iter().enumerate() {
             let w = params[i * per_layer].clone().reshape([fan_in, fan_out]);
-            x = x.matmul(w);
-            if self.bias {
-                x = x.add(params[i * per_layer + 1].clone().reshape([1, fan_out]));
-            }
-            x = if i == last {
-                self.output_activation.apply(x)
+            let activation = if i == last {
+                self.output_activation
             } else {
-                self.activation.apply(x)
+                self.activation
+            };
+            x = if self.bias {
+                // One fused layer on flex (steplab-kernels' `dense`), Burn's ops elsewhere.
+                let b = params[i * per_layer + 1].clone();
+                match activation {
+                    Activation::Relu => steplab_kernels::dense(x, w, b, true),
+                    other => other.apply(steplab_kernels::dense(x, w, b, false)),
+                }
+            } else {
+                activation.apply(x.matmul(w))
             };
         }
         x

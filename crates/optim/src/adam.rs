@@ -9,7 +9,7 @@
 //!
 //! Cost per step: 1 forward + 1 backward pass. The `lr` column logs the base rate `lr`.
 
-use burn::tensor::{DType, Device};
+use burn::tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::OptimError;
@@ -95,6 +95,40 @@ impl Adam {
     }
 }
 
+/// Adam's moment updates `m ← β1·m + (1 − β1)·d`, `v ← β2·v + (1 − β2)·d²`, tensor by tensor
+/// (one fused pass on flex, into the moments' own buffers: steplab-kernels' `adam_moments`).
+/// Shared by every method built on Adam's moments.
+pub(crate) fn moments(
+    m: ParamList,
+    v: ParamList,
+    d: &[Tensor<1>],
+    beta1: f64,
+    beta2: f64,
+) -> (ParamList, ParamList) {
+    m.into_iter()
+        .zip(v)
+        .zip(d)
+        .map(|((m, v), d)| steplab_kernels::adam_moments(m, v, d, beta1, beta2))
+        .unzip()
+}
+
+/// Adam's update `θ − s·m / (√v / c + ε)`, tensor by tensor, with the bias-corrected step size
+/// `s = lr / (1 − β1^t)` and `c = √(1 − β2^t)` (one fused pass on flex, into θ's buffers).
+pub(crate) fn apply(
+    params: ParamList,
+    m: &[Tensor<1>],
+    v: &[Tensor<1>],
+    step_size: f64,
+    bc2_sqrt: f64,
+    eps: f64,
+) -> ParamList {
+    params
+        .into_iter()
+        .zip(m.iter().zip(v))
+        .map(|(p, (m, v))| steplab_kernels::adam_step(p, m, v, step_size, bc2_sqrt, eps))
+        .collect()
+}
+
 impl StepSizeOptimizer for Adam {
     fn kind(&self) -> &'static str {
         "adam"
@@ -119,30 +153,10 @@ impl StepSizeOptimizer for Adam {
             Some(state) => state,
             None => (crate::vector::zeros_like(&d), crate::vector::zeros_like(&d)),
         };
-        let m: ParamList = m
-            .into_iter()
-            .zip(&d)
-            .map(|(m, g)| m.mul_scalar(beta1).add(g.clone().mul_scalar(1.0 - beta1)))
-            .collect();
-        let v: ParamList = v
-            .into_iter()
-            .zip(&d)
-            .map(|(v, g)| {
-                v.mul_scalar(beta2)
-                    .add(g.clone().square().mul_scalar(1.0 - beta2))
-            })
-            .collect();
+        let (m, v) = moments(m, v, &d, beta1, beta2);
         let step_size = lr / (1.0 - beta1.powi(t));
         let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt();
-        let params = input
-            .params
-            .into_iter()
-            .zip(m.iter().zip(&v))
-            .map(|(p, (m, v))| {
-                let denom = v.clone().sqrt().div_scalar(bc2_sqrt).add_scalar(eps);
-                p.sub(m.clone().div(denom).mul_scalar(step_size))
-            })
-            .collect();
+        let params = apply(input.params, &m, &v, step_size, bc2_sqrt, eps);
         self.moments = Some((m, v));
         StepOutput::new(params, lr, Vec::new())
     }

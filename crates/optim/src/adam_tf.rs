@@ -138,29 +138,10 @@ impl StepSizeOptimizer for AdamTf {
             Some(state) => state,
             None => (vector::zeros_like(&d), vector::zeros_like(&d)),
         };
-        let m: ParamList = m
-            .into_iter()
-            .zip(&d)
-            .map(|(m, d)| m.mul_scalar(beta1).add(d.clone().mul_scalar(1.0 - beta1)))
-            .collect();
-        let v: ParamList = v
-            .into_iter()
-            .zip(&d)
-            .map(|(v, d)| {
-                v.mul_scalar(beta2)
-                    .add(d.clone().square().mul_scalar(1.0 - beta2))
-            })
-            .collect();
+        let (m, v) = crate::adam::moments(m, v, &d, beta1, beta2);
         let lr_t = lr * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t));
-        let params = input
-            .params
-            .into_iter()
-            .zip(m.iter().zip(&v))
-            .map(|(p, (m, v))| {
-                let denom = v.clone().sqrt().add_scalar(eps);
-                p.sub(m.clone().div(denom).mul_scalar(lr_t))
-            })
-            .collect();
+        // θ − lr_t·m / (√v + ε): Adam's fused step with c = 1 (a division by 1 is exact).
+        let params = crate::adam::apply(input.params, &m, &v, lr_t, 1.0, eps);
         self.moments = Some((m, v));
         StepOutput::new(params, lr, vec![lr_t])
     }

@@ -157,10 +157,10 @@ impl StepSizeOptimizer for SgdHd {
             return StepOutput::skipped(input.params, alpha, 1);
         }
         let u = match (momentum > 0.0, self.u_prev.take()) {
-            (true, Some(buf)) => vector::add_scaled(&d, &buf, momentum),
+            (true, Some(buf)) => vector::scaled_add(buf, momentum, &d, 1.0),
             _ => d,
         };
-        let params = vector::add_scaled(&input.params, &u, -alpha);
+        let params = vector::scaled_add(input.params, 1.0, &u, -alpha);
         self.alpha = alpha;
         self.u_prev = Some(u);
         StepOutput::new(params, alpha, vec![h])
@@ -304,12 +304,8 @@ impl StepSizeOptimizer for AdamHd {
         let prev = i32::try_from(self.t).unwrap_or(i32::MAX);
         let (h, finite) = match &self.moments {
             Some((m, v)) => {
-                let direction: ParamList = m
-                    .iter()
-                    .zip(v)
-                    .map(|(m, v)| m.clone().div(v.clone().sqrt().add_scalar(eps)))
-                    .collect();
-                let inner = vector::dot(&d, &direction); // SYNC
+                // ⟨d, m / (√v + ε)⟩ in one fused pass on flex, the quotient never stored.
+                let inner = vector::preconditioned_dot(&d, m, v, eps); // SYNC
                 let h = inner * (1.0 - beta2.powi(prev)).sqrt() / (1.0 - beta1.powi(prev));
                 (h, h.is_finite())
             }
@@ -328,30 +324,10 @@ impl StepSizeOptimizer for AdamHd {
             Some(state) => state,
             None => (vector::zeros_like(&d), vector::zeros_like(&d)),
         };
-        let m: ParamList = m
-            .into_iter()
-            .zip(&d)
-            .map(|(m, g)| m.mul_scalar(beta1).add(g.clone().mul_scalar(1.0 - beta1)))
-            .collect();
-        let v: ParamList = v
-            .into_iter()
-            .zip(&d)
-            .map(|(v, g)| {
-                v.mul_scalar(beta2)
-                    .add(g.clone().square().mul_scalar(1.0 - beta2))
-            })
-            .collect();
+        let (m, v) = crate::adam::moments(m, v, &d, beta1, beta2);
         let step_size = alpha / (1.0 - beta1.powi(t));
         let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt();
-        let params = input
-            .params
-            .into_iter()
-            .zip(m.iter().zip(&v))
-            .map(|(p, (m, v))| {
-                let denom = v.clone().sqrt().div_scalar(bc2_sqrt).add_scalar(eps);
-                p.sub(m.clone().div(denom).mul_scalar(step_size))
-            })
-            .collect();
+        let params = crate::adam::apply(input.params, &m, &v, step_size, bc2_sqrt, eps);
         self.t += 1;
         self.alpha = alpha;
         self.moments = Some((m, v));

@@ -378,16 +378,52 @@ fn power(beta: f64, t: u64) -> f64 {
 /// `β·avg + (1 − β)·x`, or `(1 − β)·x` when there is no average yet (avg = 0).
 fn ema(avg: Option<&ParamList>, x: &[burn::Tensor<1>], beta: f64) -> ParamList {
     match avg {
-        Some(avg) => avg
-            .iter()
-            .zip(x)
-            .map(|(a, x)| {
-                a.clone()
-                    .mul_scalar(beta)
-                    .add(x.clone().mul_scalar(1.0 - beta))
-            })
-            .collect(),
+        Some(avg) => vector::scaled_add(avg.clone(), beta, x, 1.0 - beta),
         None => vector::scaled(x, 1.0 - beta),
+    }
+}
+
+impl L4 {
+    /// L4Adam's new moments, direction v = m̂ / (√ŝ + ε) and ⟨m̂, v⟩ from steplab-kernels'
+    /// one-pass `adam_direction` (flex), bit-identical to the composition in `step` (before the
+    /// first update the moments start from zeros, which differs from it only in the sign of
+    /// a zero); `None` where the kernel does not apply.
+    fn fused_adam_direction(
+        &self,
+        grads: &[burn::Tensor<1>],
+        t: u64,
+        (beta1, beta2, eps): (f64, f64, f64),
+    ) -> Option<(ParamList, ParamList, ParamList, f64)> {
+        let scalars = steplab_kernels::AdamDirection {
+            beta1,
+            beta2,
+            bc1: 1.0 - power(beta1, t),
+            bc2: 1.0 - power(beta2, t),
+            eps,
+        };
+        let zeros;
+        let (m, s) = match (&self.m, &self.s) {
+            (Some(m), Some(s)) => (m, s),
+            _ => {
+                zeros = vector::zeros_like(grads);
+                (&zeros, &zeros)
+            }
+        };
+        let parts = m
+            .iter()
+            .zip(s)
+            .zip(grads)
+            .map(|((m, s), g)| steplab_kernels::adam_direction(m, s, g, scalars))
+            .collect::<Option<Vec<_>>>()?;
+        let (mut m2, mut s2, mut v, mut dots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (m, s, d, dot) in parts {
+            m2.push(m);
+            s2.push(s);
+            v.push(d);
+            dots.push(dot);
+        }
+        // The kernel read its sums back already; added as `vector::dot` adds per-tensor sums.
+        Some((m2, s2, v, dots.iter().sum()))
     }
 }
 
@@ -446,23 +482,26 @@ impl StepSizeOptimizer for L4 {
                 beta1,
                 beta2,
                 adam_eps,
-            } => {
-                let m = ema(self.m.as_ref(), &grads, beta1);
-                let squares: ParamList = grads.iter().map(|g| g.clone().square()).collect();
-                let s = ema(self.s.as_ref(), &squares, beta2);
-                let (bc1, bc2) = (1.0 - power(beta1, t), 1.0 - power(beta2, t));
-                let m_hat: ParamList = m.iter().map(|m| m.clone().div_scalar(bc1)).collect();
-                let v: ParamList = m_hat
-                    .iter()
-                    .zip(&s)
-                    .map(|(m_hat, s)| {
-                        let denom = s.clone().div_scalar(bc2).sqrt().add_scalar(adam_eps);
-                        m_hat.clone().div(denom)
-                    })
-                    .collect();
-                let dot = vector::dot(&m_hat, &v); // SYNC
-                (Some(m), Some(s), v, dot, 1.0)
-            }
+            } => match self.fused_adam_direction(&grads, t, (beta1, beta2, adam_eps)) {
+                Some((m, s, v, dot)) => (Some(m), Some(s), v, dot, 1.0),
+                None => {
+                    let m = ema(self.m.as_ref(), &grads, beta1);
+                    let squares: ParamList = grads.iter().map(|g| g.clone().square()).collect();
+                    let s = ema(self.s.as_ref(), &squares, beta2);
+                    let (bc1, bc2) = (1.0 - power(beta1, t), 1.0 - power(beta2, t));
+                    let m_hat: ParamList = m.iter().map(|m| m.clone().div_scalar(bc1)).collect();
+                    let v: ParamList = m_hat
+                        .iter()
+                        .zip(&s)
+                        .map(|(m_hat, s)| {
+                            let denom = s.clone().div_scalar(bc2).sqrt().add_scalar(adam_eps);
+                            m_hat.clone().div(denom)
+                        })
+                        .collect();
+                    let dot = vector::dot(&m_hat, &v); // SYNC
+                    (Some(m), Some(s), v, dot, 1.0)
+                }
+            },
         };
         if !m_dot_v.is_finite() {
             return Self::skip(params, l_min, m_dot_v);

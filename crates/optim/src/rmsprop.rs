@@ -116,12 +116,24 @@ impl RmsProp {
 /// `α·avg + (1 − α)·x`, with avg = 0 when absent.
 fn ema(avg: Option<ParamList>, x: Vec<Tensor<1>>, alpha: f64) -> ParamList {
     match avg {
+        Some(avg) => crate::vector::scaled_add(avg, alpha, &x, 1.0 - alpha),
+        None => x.into_iter().map(|x| x.mul_scalar(1.0 - alpha)).collect(),
+    }
+}
+
+/// `α·avg + (1 − α)·d²` (the square average; `(1 − α)·d²` before the first step), one fused pass
+/// per tensor on flex.
+fn square_average(avg: Option<ParamList>, d: &[Tensor<1>], alpha: f64) -> ParamList {
+    match avg {
         Some(avg) => avg
             .into_iter()
-            .zip(x)
-            .map(|(a, x)| a.mul_scalar(alpha).add(x.mul_scalar(1.0 - alpha)))
+            .zip(d)
+            .map(|(a, d)| steplab_kernels::square_ema(a, d, alpha))
             .collect(),
-        None => x.into_iter().map(|x| x.mul_scalar(1.0 - alpha)).collect(),
+        None => d
+            .iter()
+            .map(|d| d.clone().square().mul_scalar(1.0 - alpha))
+            .collect(),
     }
 }
 
@@ -147,11 +159,13 @@ impl StepSizeOptimizer for RmsProp {
             return StepOutput::skipped(input.params, lr, 0);
         }
         let d = with_weight_decay(input.grads, &input.params, weight_decay);
-        let square_avg = ema(
-            self.square_avg.take(),
-            d.iter().map(|d| d.clone().square()).collect(),
-            alpha,
-        );
+        let square_avg = square_average(self.square_avg.take(), &d, alpha);
+        if !centered && momentum == 0.0 {
+            // θ − lr·d / (√v + ε) is Adam's fused step with m = d and c = 1 (exact).
+            let params = crate::adam::apply(input.params, &d, &square_avg, lr, 1.0, eps);
+            self.square_avg = Some(square_avg);
+            return StepOutput::new(params, lr, Vec::new());
+        }
         let second: ParamList = if centered {
             let grad_avg = ema(self.grad_avg.take(), d.clone(), alpha);
             let variance = square_avg
@@ -172,7 +186,7 @@ impl StepSizeOptimizer for RmsProp {
         self.square_avg = Some(square_avg);
         let direction = if momentum > 0.0 {
             let buf = match self.buf.take() {
-                Some(buf) => crate::vector::add_scaled(&scaled, &buf, momentum),
+                Some(buf) => crate::vector::scaled_add(buf, momentum, &scaled, 1.0),
                 None => scaled,
             };
             self.buf = Some(buf.clone());
@@ -180,7 +194,7 @@ impl StepSizeOptimizer for RmsProp {
         } else {
             scaled
         };
-        let params = crate::vector::add_scaled(&input.params, &direction, -lr);
+        let params = crate::vector::scaled_add(input.params, 1.0, &direction, -lr);
         StepOutput::new(params, lr, Vec::new())
     }
 

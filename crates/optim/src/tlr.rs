@@ -318,7 +318,7 @@ impl StepSizeOptimizer for GdTlr {
             // Reported as the update's step size: the trainer records the run as diverged.
             return StepOutput::skipped(params, new_alpha, GD_TLR_COLUMNS.len());
         }
-        let params = vector::add_scaled(&params, &grads, -new_alpha);
+        let params = vector::scaled_add(params, 1.0, &grads, -new_alpha);
         self.alpha = new_alpha;
         if self.config.variant != GdTlrVariant::Naive {
             self.prev_grad = Some(grads);

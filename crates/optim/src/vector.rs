@@ -125,23 +125,58 @@ pub fn dots(pairs: &[(&[Tensor<1>], &[Tensor<1>])]) -> Vec<f64> {
     out
 }
 
-/// `a + scale·b`, tensor by tensor.
+/// `a + scale·b`, tensor by tensor (one fused pass per tensor on flex: steplab-kernels' `axpby`).
 pub fn add_scaled(a: &[Tensor<1>], b: &[Tensor<1>], scale: f64) -> ParamList {
     assert_eq!(a.len(), b.len(), "parameter lists differ in length");
     a.iter()
         .zip(b)
-        .map(|(x, y)| x.clone().add(y.clone().mul_scalar(scale)))
+        .map(|(x, y)| steplab_kernels::axpby(x.clone(), 1.0, y, scale))
         .collect()
 }
 
-/// `a + scale·b`, tensor by tensor, consuming both lists: where a tensor is not shared, the
-/// backend reuses its buffer (no allocation), so pass lists the caller no longer needs.
+/// `a + scale·b`, tensor by tensor, consuming both lists: where a tensor of `a` is not shared,
+/// its buffer is reused (no allocation), so pass lists the caller no longer needs.
 pub fn add_scaled_owned(a: ParamList, b: ParamList, scale: f64) -> ParamList {
     assert_eq!(a.len(), b.len(), "parameter lists differ in length");
     a.into_iter()
-        .zip(b)
-        .map(|(x, y)| x.add(y.mul_scalar(scale)))
+        .zip(&b)
+        .map(|(x, y)| steplab_kernels::axpby(x, 1.0, y, scale))
         .collect()
+}
+
+/// `alpha·a + beta·b`, tensor by tensor, consuming `a` (its buffers reused where not shared):
+/// moving averages `β·avg + (1 − β)·x` and momentum buffers `μ·buf + d` in one pass each.
+pub fn scaled_add(a: ParamList, alpha: f64, b: &[Tensor<1>], beta: f64) -> ParamList {
+    assert_eq!(a.len(), b.len(), "parameter lists differ in length");
+    a.into_iter()
+        .zip(b)
+        .map(|(x, y)| steplab_kernels::axpby(x, alpha, y, beta))
+        .collect()
+}
+
+/// ⟨d, m / (√v + ε)⟩ over the whole model, in f64 (one sync): Adam-HD's hypergradient with
+/// Adam's moments m and v. On flex one fused pass per tensor, without storing the quotient;
+/// elsewhere the quotient is formed with Burn's ops and [`dot`] taken.
+pub fn preconditioned_dot(d: &[Tensor<1>], m: &[Tensor<1>], v: &[Tensor<1>], eps: f64) -> f64 {
+    assert!(
+        d.len() == m.len() && m.len() == v.len(),
+        "parameter lists differ in length"
+    );
+    let triples: Vec<_> = d
+        .iter()
+        .zip(m)
+        .zip(v)
+        .map(|((d, m), v)| (d, m, v))
+        .collect();
+    if let Some(sums) = steplab_kernels::preconditioned_inner_products(&triples, eps) {
+        return sums.iter().sum();
+    }
+    let quotients: ParamList = m
+        .iter()
+        .zip(v)
+        .map(|(m, v)| m.clone().div(v.clone().sqrt().add_scalar(eps)))
+        .collect();
+    dot(d, &quotients)
 }
 
 /// `scale·a`, tensor by tensor.

@@ -78,7 +78,7 @@
 
 use std::collections::VecDeque;
 
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Device};
 use serde::{Deserialize, Serialize};
 
 use crate::OptimError;
@@ -332,14 +332,6 @@ fn single_step(est: &Estimates) -> Option<(f64, f64)> {
     (mu.is_finite() && lr.is_finite()).then_some((mu, lr))
 }
 
-/// `a + b`, tensor by tensor.
-fn add(a: &[Tensor<1>], b: &[Tensor<1>]) -> ParamList {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| x.clone().add(y.clone()))
-        .collect()
-}
-
 impl StepSizeOptimizer for YellowFin {
     fn kind(&self) -> &'static str {
         "yellowfin"
@@ -363,15 +355,8 @@ impl StepSizeOptimizer for YellowFin {
         let beta = self.config.beta;
         let d = with_weight_decay(grads, &params, self.config.weight_decay);
         let grad_avg: ParamList = match &self.grad_avg {
-            Some(avg) => avg
-                .iter()
-                .zip(&d)
-                .map(|(m, g)| {
-                    m.clone()
-                        .mul_scalar(beta)
-                        .add(g.clone().mul_scalar(1.0 - beta))
-                })
-                .collect(),
+            // The old average stays until the update is taken (a skipped step keeps it).
+            Some(avg) => vector::scaled_add(avg.clone(), beta, &d, 1.0 - beta),
             None => vector::scaled(&d, 1.0 - beta),
         };
         // SYNC: ‖d‖² and ‖ḡ‖² in one read-back.
@@ -389,11 +374,12 @@ impl StepSizeOptimizer for YellowFin {
             self.lr = beta * self.lr + (1.0 - beta) * lr_t;
         }
         let (lr, mu) = (self.lr, self.mu);
-        let step = match &self.velocity {
-            Some(v) => vector::add_scaled(&vector::scaled(v, mu), &d, -lr),
+        // No skip past this point: the velocity is updated in its own buffer.
+        let step = match self.velocity.take() {
+            Some(v) => vector::scaled_add(v, mu, &d, -lr),
             None => vector::scaled(&d, -lr),
         };
-        let params = add(&params, &step);
+        let params = vector::scaled_add(params, 1.0, &step, 1.0);
         self.t = t;
         self.grad_avg = Some(grad_avg);
         self.velocity = Some(step);

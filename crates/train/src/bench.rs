@@ -776,10 +776,16 @@ fn child(backend: &str, name: &str, bench: BenchModel, args: &BenchArgs) -> Resu
             runner.run(args.warmup, model, &compute, &batches);
         }
     }
-    // Rounds alternate between the runners so that the machine's drift hits all of them.
+    // Rounds alternate between the runners so that the machine's drift hits all of them, and
+    // every other round runs them in reverse order, so that no runner always goes first.
     let per_round = steps.div_ceil(rounds.max(1)).max(1);
-    for _ in 0..rounds.max(1) {
-        for runner in &mut runners {
+    for round in 0..rounds.max(1) {
+        let mut order: Vec<usize> = (0..runners.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for k in order {
+            let runner = &mut runners[k];
             let t = runner.run(per_round, model, &compute, &batches);
             runner.times.push(t);
         }

@@ -14,6 +14,7 @@ use burn::backend::TensorMetadata;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::matmul::{Mat, gemm_into};
 use super::{Real, contiguous, tensor, values, with_real};
 
 /// The sizes of one convolution.
@@ -180,52 +181,6 @@ pub(crate) fn col2im_add<T: Real>(g: &Geometry, col: &[T], x: &mut [T]) {
                 }
             }
         }
-    }
-}
-
-/// A column-major view for gemm: element (row, col) at `ptr[row·rs + col·cs]`.
-#[derive(Clone, Copy)]
-struct Mat<P> {
-    ptr: P,
-    rs: isize,
-    cs: isize,
-}
-
-/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, single-threaded.
-///
-/// # Safety
-/// Every view must address only elements inside its own live slice for the given sizes and
-/// strides, `dst` must not overlap `lhs` or `rhs`, and no other thread may touch `dst`.
-unsafe fn gemm_into<T: Real>(
-    (m, n, k): (usize, usize, usize),
-    dst: Mat<*mut T>,
-    accumulate: bool,
-    lhs: Mat<*const T>,
-    rhs: Mat<*const T>,
-) {
-    // SAFETY: forwarded from the caller's contract; gemm reads `dst` only when `accumulate`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.ptr,
-            dst.cs,
-            dst.rs,
-            accumulate,
-            lhs.ptr,
-            lhs.cs,
-            lhs.rs,
-            rhs.ptr,
-            rhs.cs,
-            rhs.rs,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 }
 

@@ -2,7 +2,10 @@
 
 pub(crate) mod batch_norm;
 pub(crate) mod conv;
+pub(crate) mod dense;
+pub(crate) mod matmul;
 pub(crate) mod reduce;
+pub(crate) mod update;
 
 use burn::backend::Flex;
 use burn::backend::tensor::FloatTensor;
@@ -106,5 +109,14 @@ impl FlexKernels for Flex {
         let (y, saved) = batch_norm::forward(x, gamma, beta, eps);
         let (mean, var) = saved.statistics();
         (y, mean, var)
+    }
+
+    fn dense_plain(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        dense::forward(x, weight, bias, relu)
     }
 }

@@ -41,10 +41,22 @@ impl Dense {
 
     /// `x·W + b` for rows `x` of shape `[batch, fan_in]`.
     pub fn forward(&self, pass: &Pass<'_>, x: Tensor<2>) -> Tensor<2> {
-        let y = x.matmul(pass.param(self.w).reshape([self.fan_in, self.fan_out]));
+        self.apply(pass, x, false)
+    }
+
+    /// `relu(x·W + b)`: on flex the bias and ReLU fused into the product's output.
+    pub fn forward_relu(&self, pass: &Pass<'_>, x: Tensor<2>) -> Tensor<2> {
+        self.apply(pass, x, true)
+    }
+
+    /// `act(x·W + b)` with act ReLU when `relu`: steplab-kernels' `dense` with a bias (one
+    /// fused layer on flex, Burn's ops elsewhere), Burn's matmul without.
+    fn apply(&self, pass: &Pass<'_>, x: Tensor<2>, relu: bool) -> Tensor<2> {
+        let w = pass.param(self.w).reshape([self.fan_in, self.fan_out]);
         match self.b {
-            Some(b) => y.add(pass.param(b).reshape([1, self.fan_out])),
-            None => y,
+            Some(b) => steplab_kernels::dense(x, w, pass.param(b), relu),
+            None if relu => burn::tensor::activation::relu(x.matmul(w)),
+            None => x.matmul(w),
         }
     }
 }
@@ -72,7 +84,9 @@ mod tests {
         assert_gradients_match("dense", &inputs, 1e-6, |t| {
             with_pass(&specs, &t[..2], &[], Mode::Train, |pass| {
                 let x = t[2].clone().reshape([2, 4]);
-                let y = dense.forward(pass, x);
+                let y = dense
+                    .forward(pass, x.clone())
+                    .add(dense.forward_relu(pass, x));
                 weigh(y, &r)
             })
         });

@@ -142,8 +142,8 @@ impl ImageClassifier for CifarConvnet {
         let x = relu(conv3.forward(pass, x));
         let [b, c, h, w] = x.dims();
         let [fc1, fc2, fc3] = &self.fcs;
-        let x = relu(fc1.forward(pass, x.reshape([b, c * h * w])));
-        let x = relu(fc2.forward(pass, x));
+        let x = fc1.forward_relu(pass, x.reshape([b, c * h * w]));
+        let x = fc2.forward_relu(pass, x);
         fc3.forward(pass, x)
     }
 }

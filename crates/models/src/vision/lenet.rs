@@ -110,8 +110,8 @@ impl ImageClassifier for Lenet5 {
         let x = self.pool.forward(relu(self.conv2.forward(pass, x)));
         let [b, c, h, w] = x.dims();
         let x = x.reshape([b, c * h * w]);
-        let x = self.drop1.forward(pass, relu(self.fc1.forward(pass, x)));
-        let x = self.drop2.forward(pass, relu(self.fc2.forward(pass, x)));
+        let x = self.drop1.forward(pass, self.fc1.forward_relu(pass, x));
+        let x = self.drop2.forward(pass, self.fc2.forward_relu(pass, x));
         self.fc3.forward(pass, x)
     }
 }
