@@ -17,8 +17,10 @@
 //!   normalisation in one pass, and a backward of two passes.
 //! - [`inner_products`]: whole-model inner products and squared norms accumulated in f64 in one
 //!   pass over the stored values (for the optimizers' per-step reductions).
-//! - [`axpby`], [`square_ema`], [`adam_moments`], [`adam_step`]: the optimizers' elementwise updates, one pass
-//!   each, written into the target's own buffer, bit-identical to the Burn ops they replace.
+//! - [`axpby`], [`square_ema`], [`adam_moments`], [`adam_step`]: the optimizers' elementwise
+//!   updates, one pass each, written into the target's own buffer, bit-identical to the Burn ops
+//!   they replace; [`adam_direction`] Adam's moments, its direction and ⟨m̂, v⟩ in one pass
+//!   (L4Adam), and [`preconditioned_inner_products`] ⟨d, m/(√v + ε)⟩ (Adam-HD).
 //!
 //! On every other backend (ndarray, wgpu), for other dtypes than f32/f64, or after
 //! [`set_own_kernels`]`(false)`, each function is the composition of Burn's stock ops the zoo
