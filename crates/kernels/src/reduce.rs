@@ -82,13 +82,9 @@ pub fn preconditioned_inner_products(
 /// The flex storage of a plain (non-autodiff) flex tensor of `dtype`.
 #[cfg(feature = "flex")]
 fn flex_storage(t: &Tensor<1>, dtype: burn::tensor::DType) -> Option<burn_flex::FlexTensor> {
-    use burn::backend::{BackendTensor, DispatchTensorKind};
-    if t.dtype() != dtype {
-        return None;
-    }
-    match t.clone().into_dispatch().kind {
-        DispatchTensorKind::Flex(BackendTensor::Float(storage)) => Some(storage),
-        _ => None,
+    match crate::update::flex::storage(t.clone(), dtype) {
+        crate::update::flex::Taken::Flex(storage, _) => Some(storage),
+        crate::update::flex::Taken::Other(_) => None,
     }
 }
 

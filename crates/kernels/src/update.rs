@@ -163,13 +163,13 @@ pub fn adam_direction(
 
 /// Taking the flex storage out of a tensor and putting a result back.
 #[cfg(feature = "flex")]
-mod flex {
+pub(crate) mod flex {
     use burn::backend::{BackendTensor, DispatchTensor, DispatchTensorKind};
     use burn::tensor::{DType, Tensor};
     use burn_flex::FlexTensor;
 
     /// A tensor's dispatch wrapper with its storage taken out.
-    pub(super) struct Shell(DispatchTensor);
+    pub(crate) struct Shell(DispatchTensor);
 
     impl Shell {
         /// The tensor holding `storage` in this wrapper.
@@ -181,7 +181,7 @@ mod flex {
 
     /// A tensor's flex storage taken out of it, or the tensor itself where the kernels do not
     /// apply.
-    pub(super) enum Taken {
+    pub(crate) enum Taken {
         /// The storage and the wrapper to put a result back into.
         Flex(FlexTensor, Shell),
         /// The tensor, unchanged (another device or dtype, an autodiff tensor).
@@ -190,7 +190,7 @@ mod flex {
 
     /// The storage of a plain flex tensor of `dtype` (f32/f64, the kernels switched on), or the
     /// tensor back where the kernels do not apply (another device or dtype, an autodiff tensor).
-    pub(super) fn storage(t: Tensor<1>, dtype: DType) -> Taken {
+    pub(crate) fn storage(t: Tensor<1>, dtype: DType) -> Taken {
         if t.dtype() != dtype || !crate::uses_own_kernels(&t.device(), dtype) {
             return Taken::Other(t);
         }
