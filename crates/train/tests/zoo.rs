@@ -272,10 +272,7 @@ fn every_kind_on_every_model(backend: BackendKind) {
                     values(&params).iter().all(|v| v.is_finite()),
                     "{text} {kind} {backend:?}: non-finite weights"
                 );
-                if matches!(
-                    kind,
-                    "sgd" | "adam" | "lossgrad" | "wngrad" | "sps" | "sls"
-                ) {
+                if matches!(kind, "sgd" | "adam" | "lossgrad" | "wngrad" | "sps" | "sls") {
                     assert!(moved, "{text} {kind} {backend:?}: the weights did not move");
                 }
             }
