@@ -471,7 +471,8 @@ impl StepSizeOptimizer for GortiRavaut {
         {
             let (s, d_eta) = match &self.prev_grad {
                 Some(prev) => {
-                    let v = vector::dots(&[(&grads, &grads), (prev, &grads)]); // SYNC
+                    // g first in both: on flex ‖g‖² then rides along ⟨g, g_prev⟩'s pass.
+                    let v = vector::dots(&[(&grads, &grads), (&grads, prev)]); // SYNC
                     (v[0], -v[1])
                 }
                 None => (vector::sq_norm(&grads), f64::NAN), // SYNC

@@ -108,7 +108,9 @@ pub fn sq_norm(a: &[Tensor<1>]) -> f64 {
     sq_norm_per_tensor(a).iter().sum()
 }
 
-/// Several whole-model inner products in one sync: `pairs[k] = (a, b)` gives ⟨a, b⟩.
+/// Several whole-model inner products in one sync: `pairs[k] = (a, b)` gives ⟨a, b⟩. On flex a
+/// squared norm ⟨a, a⟩ rides along the pass of a product ⟨a, b⟩ with the same `a`, so list the
+/// shared list first in both.
 pub fn dots(pairs: &[(&[Tensor<1>], &[Tensor<1>])]) -> Vec<f64> {
     let mut flat = Vec::new();
     for (a, b) in pairs {

@@ -89,6 +89,13 @@ const METHODS: &[Method] = &[
         base: "sgd",
         extra_forwards: 0,
     },
+    // SGD against itself: what the benchmark can resolve (an A/A test).
+    Method {
+        name: "sgd_twin",
+        toml: "kind = \"sgd\"\nlr = 0.01",
+        base: "sgd",
+        extra_forwards: 0,
+    },
     Method {
         name: "msgd",
         toml: "kind = \"sgd\"\nlr = 0.01\nmomentum = 0.9",
@@ -723,8 +730,11 @@ impl Runner {
                 self.state.position.step += 1;
             }
         }
-        // Make sure queued work is done before the clock stops.
-        let _ = self.state.params[0].clone().sum().into_data();
+        // Make sure queued work is done before the clock stops (a read of the last tensor the
+        // step wrote; the smallest, so that the read itself costs little).
+        if let Some(last) = self.state.params.last() {
+            let _ = last.clone().sum().into_data();
+        }
         started.elapsed().as_secs_f64() / n as f64
     }
 }
@@ -776,18 +786,26 @@ fn child(backend: &str, name: &str, bench: BenchModel, args: &BenchArgs) -> Resu
             runner.run(args.warmup, model, &compute, &batches);
         }
     }
-    // Rounds alternate between the runners so that the machine's drift hits all of them, and
-    // every other round runs them in reverse order, so that no runner always goes first.
+    // Within a round the runners take turns step by step, and every other turn runs them in
+    // reverse order (A B B A ...), so that the machine's drift (±30 % between seconds here)
+    // hits each runner alike and none always goes first. A runner's round time is the mean of
+    // its steps in the round, so that costs paid every few steps count in full; ratios are the
+    // median over rounds. Timing whole rounds one runner after the other instead let two
+    // identical SGD runners differ by up to 5 % (A/A test, 30 rounds of 30 steps, 2026-12-03).
     let per_round = steps.div_ceil(rounds.max(1)).max(1);
-    for round in 0..rounds.max(1) {
-        let mut order: Vec<usize> = (0..runners.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
+    for _ in 0..rounds.max(1) {
+        let mut sums = vec![0.0; runners.len()];
+        for turn in 0..per_round {
+            let mut order: Vec<usize> = (0..runners.len()).collect();
+            if turn % 2 == 1 {
+                order.reverse();
+            }
+            for k in order {
+                sums[k] += runners[k].run(1, model, &compute, &batches);
+            }
         }
-        for k in order {
-            let runner = &mut runners[k];
-            let t = runner.run(per_round, model, &compute, &batches);
-            runner.times.push(t);
+        for (runner, sum) in runners.iter_mut().zip(sums) {
+            runner.times.push(sum / per_round as f64);
         }
     }
     let own = median(runners[0].times.clone());

@@ -5,6 +5,7 @@ pub(crate) mod conv;
 pub(crate) mod dense;
 pub(crate) mod matmul;
 pub(crate) mod reduce;
+pub(crate) mod simd;
 pub(crate) mod update;
 
 use burn::backend::Flex;

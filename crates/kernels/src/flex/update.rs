@@ -15,6 +15,7 @@ use num_traits::Zero;
 use rayon::prelude::*;
 
 use super::reduce::{BLOCK, dot_block_with};
+use super::simd::with_avx2;
 use super::{Real, contiguous, tensor, values, with_real};
 use crate::AdamDirection;
 
@@ -81,11 +82,7 @@ pub(crate) fn axpby(x: FlexTensor, a: f64, y: FlexTensor, b: f64) -> FlexTensor 
     assert_eq!(x.dtype(), y.dtype(), "axpby: tensors differ in dtype");
     with_real!(y.dtype(), T => {
         let (a, b) = (T::narrow(a), T::narrow(b));
-        Target::new::<T>(x).update([values::<T>(&y)], |x, [y]| {
-            for (x, &y) in x.iter_mut().zip(y) {
-                *x = a * *x + b * y;
-            }
-        })
+        Target::new::<T>(x).update([values::<T>(&y)], |x, [y]| axpby_chunk(x, y, a, b))
     })
 }
 
@@ -95,11 +92,7 @@ pub(crate) fn square_ema(v: FlexTensor, g: FlexTensor, beta: f64) -> FlexTensor 
     assert_eq!(v.dtype(), g.dtype(), "square_ema: tensors differ in dtype");
     with_real!(g.dtype(), T => {
         let (b, c) = (T::narrow(beta), T::narrow(1.0 - beta));
-        Target::new::<T>(v).update([values::<T>(&g)], |v, [g]| {
-            for (v, &g) in v.iter_mut().zip(g) {
-                *v = b * *v + c * (g * g);
-            }
-        })
+        Target::new::<T>(v).update([values::<T>(&g)], |v, [g]| square_ema_chunk(v, g, b, c))
     })
 }
 
@@ -121,9 +114,7 @@ pub(crate) fn adam_step(
     with_real!(m.dtype(), T => {
         let (s, c, e) = (T::narrow(step_size), T::narrow(bc2_sqrt), T::narrow(eps));
         Target::new::<T>(p).update([values::<T>(&m), values::<T>(&v)], |p, [m, v]| {
-            for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
-                *p -= s * (m / (v.sqrt() / c + e));
-            }
+            adam_step_chunk(p, m, v, [s, c, e])
         })
     })
 }
@@ -163,16 +154,70 @@ pub(crate) fn adam_direction(
             .map(|(k, ((m2, s2), v))| {
                 let range = k * BLOCK..k * BLOCK + m2.len();
                 let (m, s, g) = (&m[range.clone()], &s[range.clone()], &g[range]);
-                for i in 0..m2.len() {
-                    let gi = g[i];
-                    m2[i] = b1 * m[i] + c1 * gi;
-                    s2[i] = b2 * s[i] + c2 * (gi * gi);
-                    v[i] = (m2[i] / bc1) / ((s2[i] / bc2).sqrt() + eps);
-                }
+                adam_direction_chunk([m2, s2, v], [m, s, g], [b1, c1, b2, c2, bc1, bc2, eps]);
                 dot_block_with(m2, v, |x| x / bc1)
             })
             .collect();
         let dot = sums.iter().fold(0.0, |total, s| total + s);
         (tensor(m2, [n]), tensor(s2, [n]), tensor(v, [n]), dot)
     })
+}
+
+with_avx2! {
+    /// x ← a·x + b·y over a chunk.
+    fn axpby_chunk<T>(x: &mut [T], y: &[T], a: T, b: T) -> () = axpby_plain
+}
+
+#[inline(always)]
+fn axpby_plain<T: Real>(x: &mut [T], y: &[T], a: T, b: T) {
+    for (x, &y) in x.iter_mut().zip(y) {
+        *x = a * *x + b * y;
+    }
+}
+
+with_avx2! {
+    /// v ← b·v + c·g² over a chunk.
+    fn square_ema_chunk<T>(v: &mut [T], g: &[T], b: T, c: T) -> () = square_ema_plain
+}
+
+#[inline(always)]
+fn square_ema_plain<T: Real>(v: &mut [T], g: &[T], b: T, c: T) {
+    for (v, &g) in v.iter_mut().zip(g) {
+        *v = b * *v + c * (g * g);
+    }
+}
+
+with_avx2! {
+    /// p ← p − s·m / (√v / c + e) over a chunk, `[s, c, e]` as given.
+    fn adam_step_chunk<T>(p: &mut [T], m: &[T], v: &[T], sce: [T; 3]) -> () = adam_step_plain
+}
+
+#[inline(always)]
+fn adam_step_plain<T: Real>(p: &mut [T], m: &[T], v: &[T], [s, c, e]: [T; 3]) {
+    for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
+        *p = *p - s * (m / (v.sqrt() / c + e));
+    }
+}
+
+with_avx2! {
+    /// [`adam_direction`]'s elementwise part over a block: `out` = [m′, s′, v] from `inputs` =
+    /// [m, s, g] and `k` = [β1, 1 − β1, β2, 1 − β2, bc1, bc2, ε].
+    fn adam_direction_chunk<T>(out: [&mut [T]; 3], inputs: [&[T]; 3], k: [T; 7]) -> ()
+        = adam_direction_plain
+}
+
+#[inline(always)]
+fn adam_direction_plain<T: Real>(
+    [m2, s2, v]: [&mut [T]; 3],
+    [m, s, g]: [&[T]; 3],
+    [b1, c1, b2, c2, bc1, bc2, eps]: [T; 7],
+) {
+    let n = m2.len();
+    assert!(s2.len() == n && v.len() == n && m.len() == n && s.len() == n && g.len() == n);
+    for i in 0..n {
+        let gi = g[i];
+        m2[i] = b1 * m[i] + c1 * gi;
+        s2[i] = b2 * s[i] + c2 * (gi * gi);
+        v[i] = (m2[i] / bc1) / ((s2[i] / bc2).sqrt() + eps);
+    }
 }
