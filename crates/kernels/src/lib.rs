@@ -49,7 +49,9 @@ pub use batch_norm::{
 pub use conv::{conv_transpose2d, conv_transpose2d_stock, conv2d, conv2d_stock};
 pub use dense::{dense, dense_stock};
 pub use reduce::{inner_products, preconditioned_inner_products};
-pub use update::{AdamDirection, adam_direction, adam_moments, adam_step, axpby, square_ema};
+pub use update::{
+    AdamDirection, adam_direction, adam_moments, adam_step, axpby, axpby_norms, square_ema,
+};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -29,6 +29,35 @@ pub fn axpby(x: Tensor<1>, a: f64, y: &Tensor<1>, b: f64) -> Tensor<1> {
     axpby_stock(x, a, y, b)
 }
 
+/// [`axpby`] with ‖y‖² and ‖a·x + b·y‖² in f64 from the same pass (YellowFin's gradient
+/// average and its two norms), each equal bit for bit to [`crate::inner_products`] of the
+/// tensors; `Err(x)`, x as it was, where this crate's kernels do not apply (then use [`axpby`]
+/// and the inner products).
+pub fn axpby_norms(
+    x: Tensor<1>,
+    a: f64,
+    y: &Tensor<1>,
+    b: f64,
+) -> Result<(Tensor<1>, [f64; 2]), Tensor<1>> {
+    assert_eq!(x.dims(), y.dims(), "axpby_norms: tensors differ in length");
+    #[cfg(feature = "flex")]
+    return match flex::storage(x, y.dtype()) {
+        Taken::Flex(storage, shell) => match flex::storage(y.clone(), y.dtype()) {
+            Taken::Flex(ys, _) => {
+                let (out, norms) = crate::flex::update::axpby_norms(storage, a, ys, b);
+                Ok((shell.put(out), norms))
+            }
+            Taken::Other(_) => Err(shell.put(storage)),
+        },
+        Taken::Other(x) => Err(x),
+    };
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (a, b);
+        Err(x)
+    }
+}
+
 /// [`axpby`] through Burn's ops: `x·a + y·b`, a factor of 1 skipped.
 pub(crate) fn axpby_stock(x: Tensor<1>, a: f64, y: &Tensor<1>, b: f64) -> Tensor<1> {
     let ax = if a == 1.0 { x } else { x.mul_scalar(a) };
@@ -294,6 +323,52 @@ mod tests {
                     1e-8,
                 )]
             },
+        );
+    }
+
+    #[test]
+    fn axpby_norms_is_bit_identical_to_axpby_and_the_inner_products() {
+        let device = Device::flex();
+        for dtype in [DType::F32, DType::F64] {
+            for n in [0, 1, 9, 50_001, 2 * crate::flex::reduce::BLOCK + 5] {
+                let x = tensor(&data(1, n), [n], &device, dtype);
+                let y = tensor(&data(2, n), [n], &device, dtype);
+                // Shared (x still held here) and unique targets.
+                for shared in [true, false] {
+                    let target = if shared {
+                        x.clone()
+                    } else {
+                        tensor(&data(1, n), [n], &device, dtype)
+                    };
+                    let Ok((out, [y_norm, out_norm])) = axpby_norms(target, 0.9, &y, 0.1) else {
+                        panic!("the kernel applies to flex {dtype:?}");
+                    };
+                    let expected = axpby_stock(x.clone(), 0.9, &y, 0.1);
+                    let norms = crate::inner_products(&[(&y, &y), (&out, &out)]).unwrap();
+                    assert_eq!(bits(out), bits(expected), "{dtype:?} n = {n}");
+                    assert_eq!(y_norm.to_bits(), norms[0].to_bits(), "{dtype:?} n = {n}");
+                    assert_eq!(out_norm.to_bits(), norms[1].to_bits(), "{dtype:?} n = {n}");
+                }
+                assert_eq!(
+                    values(x.clone()),
+                    data(1, n)
+                        .iter()
+                        .map(|&v| if dtype == DType::F32 {
+                            v as f32 as f64
+                        } else {
+                            v
+                        })
+                        .collect::<Vec<_>>(),
+                    "the shared x was written"
+                );
+            }
+        }
+        #[allow(deprecated)] // ndarray is deprecated upstream and kept working here
+        let ndarray = Device::ndarray();
+        let x = tensor(&data(1, 5), [5], &ndarray, DType::F32);
+        assert!(
+            axpby_norms(x.clone(), 0.9, &x, 0.1).is_err(),
+            "ndarray takes Burn's ops"
         );
     }
 

@@ -156,6 +156,41 @@ pub fn scaled_add(a: ParamList, alpha: f64, b: &[Tensor<1>], beta: f64) -> Param
         .collect()
 }
 
+/// [`scaled_add`] with ‖b‖² and ‖alpha·a + beta·b‖² over the whole model, in f64 (one sync):
+/// on flex from the same pass as the update, elsewhere through [`dots`]; equal, bit for bit,
+/// to [`dots`] of the lists either way.
+pub fn scaled_add_norms(
+    a: ParamList,
+    alpha: f64,
+    b: &[Tensor<1>],
+    beta: f64,
+) -> (ParamList, f64, f64) {
+    assert_eq!(a.len(), b.len(), "parameter lists differ in length");
+    let mut out = Vec::with_capacity(a.len());
+    let (mut b_norms, mut out_norms) = (Vec::new(), Vec::new());
+    let mut fused = true;
+    for (x, y) in a.into_iter().zip(b) {
+        match steplab_kernels::axpby_norms(x, alpha, y, beta) {
+            Ok((z, [y_norm, z_norm])) => {
+                out.push(z);
+                b_norms.push(y_norm);
+                out_norms.push(z_norm);
+            }
+            Err(x) => {
+                fused = false;
+                out.push(steplab_kernels::axpby(x, alpha, y, beta));
+            }
+        }
+    }
+    if !fused {
+        let sums = dots(&[(b, b), (&out, &out)]);
+        return (out, sums[0], sums[1]);
+    }
+    // Summed over the tensors as `dots` sums them.
+    let (b_norm, out_norm) = (b_norms.iter().sum(), out_norms.iter().sum());
+    (out, b_norm, out_norm)
+}
+
 /// ⟨d, m / (√v + ε)⟩ over the whole model, in f64 (one sync): Adam-HD's hypergradient with
 /// Adam's moments m and v. On flex one fused pass per tensor, without storing the quotient;
 /// elsewhere the quotient is formed with Burn's ops and [`dot`] taken.

@@ -354,14 +354,16 @@ impl StepSizeOptimizer for YellowFin {
         }
         let beta = self.config.beta;
         let d = with_weight_decay(grads, &params, self.config.weight_decay);
-        let grad_avg: ParamList = match &self.grad_avg {
+        // SYNC: ‖d‖² and ‖ḡ‖² in one read-back (on flex from the average's own pass).
+        let (grad_avg, h, grad_avg_sq_norm) = match &self.grad_avg {
             // The old average stays until the update is taken (a skipped step keeps it).
-            Some(avg) => vector::scaled_add(avg.clone(), beta, &d, 1.0 - beta),
-            None => vector::scaled(&d, 1.0 - beta),
+            Some(avg) => vector::scaled_add_norms(avg.clone(), beta, &d, 1.0 - beta),
+            None => {
+                let grad_avg = vector::scaled(&d, 1.0 - beta);
+                let sums = vector::dots(&[(&d, &d), (&grad_avg, &grad_avg)]);
+                (grad_avg, sums[0], sums[1])
+            }
         };
-        // SYNC: ‖d‖² and ‖ḡ‖² in one read-back.
-        let sums = vector::dots(&[(&d, &d), (&grad_avg, &grad_avg)]);
-        let (h, grad_avg_sq_norm) = (sums[0], sums[1]);
         if !(h.is_finite() && grad_avg_sq_norm.is_finite()) {
             return StepOutput::skipped(params, self.lr, n_diag);
         }
