@@ -170,16 +170,14 @@ pub fn scaled_add_norms(
     let (mut b_norms, mut out_norms) = (Vec::new(), Vec::new());
     let mut fused = true;
     for (x, y) in a.into_iter().zip(b) {
-        match steplab_kernels::axpby_norms(x, alpha, y, beta) {
-            Ok((z, [y_norm, z_norm])) => {
-                out.push(z);
+        let (z, norms) = steplab_kernels::axpby_norms(x, alpha, y, beta);
+        out.push(z);
+        match norms {
+            Some([y_norm, z_norm]) => {
                 b_norms.push(y_norm);
                 out_norms.push(z_norm);
             }
-            Err(x) => {
-                fused = false;
-                out.push(steplab_kernels::axpby(x, alpha, y, beta));
-            }
+            None => fused = false,
         }
     }
     if !fused {
