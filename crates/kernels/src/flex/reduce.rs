@@ -142,32 +142,62 @@ unsafe fn accumulate8_f32_avx2<const NORM: bool>(
     group: impl Fn(usize) -> ([f32; 8], [f32; 8]),
 ) -> [[f64; 8]; 2] {
     use std::arch::x86_64::*;
-    let zero = _mm256_setzero_pd();
-    let (mut lo, mut hi, mut lo_sq, mut hi_sq) = (zero, zero, zero, zero);
+    let zero = [_mm256_setzero_pd(); 2];
+    let (mut acc, mut acc_sq) = (zero, zero);
     for i in 0..groups {
         let (x, y) = group(i);
         // SAFETY: each array holds eight f32 values; unaligned loads accept any address.
         let (x, y) = unsafe { (_mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(y.as_ptr())) };
-        let x_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
-        let x_hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x));
-        let y_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(y));
-        let y_hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(y));
-        lo = _mm256_add_pd(lo, _mm256_mul_pd(x_lo, y_lo));
-        hi = _mm256_add_pd(hi, _mm256_mul_pd(x_hi, y_hi));
+        let (x, y) = (widen(x), widen(y));
+        add_products(&mut acc, x, y);
         if NORM {
-            lo_sq = _mm256_add_pd(lo_sq, _mm256_mul_pd(x_lo, x_lo));
-            hi_sq = _mm256_add_pd(hi_sq, _mm256_mul_pd(x_hi, x_hi));
+            add_products(&mut acc_sq, x, x);
         }
     }
-    let mut acc = [[0.0f64; 8]; 2];
-    // SAFETY: each row of `acc` holds eight f64 values, four for each unaligned store.
-    unsafe {
-        _mm256_storeu_pd(acc[0].as_mut_ptr(), lo);
-        _mm256_storeu_pd(acc[0].as_mut_ptr().add(4), hi);
-        _mm256_storeu_pd(acc[1].as_mut_ptr(), lo_sq);
-        _mm256_storeu_pd(acc[1].as_mut_ptr().add(4), hi_sq);
+    [unpack(acc), unpack(acc_sq)]
+}
+
+/// Lanes 0-3 and 4-7 of eight f32 values as two registers of f64 (exact).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn widen(x: std::arch::x86_64::__m256) -> [std::arch::x86_64::__m256d; 2] {
+    use std::arch::x86_64::*;
+    [
+        _mm256_cvtps_pd(_mm256_castps256_ps128(x)),
+        _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x)),
+    ]
+}
+
+/// acc[k] += x[k]·y[k] lane by lane, the product and the sum each rounded once (as `a += x * y`
+/// in f64 does).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn add_products(
+    acc: &mut [std::arch::x86_64::__m256d; 2],
+    x: [std::arch::x86_64::__m256d; 2],
+    y: [std::arch::x86_64::__m256d; 2],
+) {
+    use std::arch::x86_64::*;
+    for k in 0..2 {
+        acc[k] = _mm256_add_pd(acc[k], _mm256_mul_pd(x[k], y[k]));
     }
-    acc
+}
+
+/// The eight accumulators of two registers, lanes 0-3 then 4-7.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn unpack(acc: [std::arch::x86_64::__m256d; 2]) -> [f64; 8] {
+    use std::arch::x86_64::*;
+    let mut out = [0.0f64; 8];
+    // SAFETY: `out` holds eight f64 values, four for each unaligned store.
+    unsafe {
+        _mm256_storeu_pd(out.as_mut_ptr(), acc[0]);
+        _mm256_storeu_pd(out.as_mut_ptr().add(4), acc[1]);
+    }
+    out
 }
 
 /// [`preconditioned_dot_block`]'s accumulators for f32 with AVX2 intrinsics over whole groups
@@ -182,7 +212,7 @@ unsafe fn accumulate8_f32_avx2<const NORM: bool>(
 unsafe fn preconditioned8_f32_avx2(d: &[f32], m: &[f32], v: &[f32], eps: f32) -> [f64; 8] {
     use std::arch::x86_64::*;
     let eps = _mm256_set1_ps(eps);
-    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let mut acc = [_mm256_setzero_pd(); 2];
     for ((d, m), v) in d
         .chunks_exact(8)
         .zip(m.chunks_exact(8))
@@ -197,20 +227,9 @@ unsafe fn preconditioned8_f32_avx2(d: &[f32], m: &[f32], v: &[f32], eps: f32) ->
             )
         };
         let q = _mm256_div_ps(m, _mm256_add_ps(_mm256_sqrt_ps(v), eps));
-        let d_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
-        let d_hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(d));
-        let q_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(q));
-        let q_hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(q));
-        lo = _mm256_add_pd(lo, _mm256_mul_pd(d_lo, q_lo));
-        hi = _mm256_add_pd(hi, _mm256_mul_pd(d_hi, q_hi));
+        add_products(&mut acc, widen(d), widen(q));
     }
-    let mut acc = [0.0f64; 8];
-    // SAFETY: `acc` holds eight f64 values, four for each unaligned store.
-    unsafe {
-        _mm256_storeu_pd(acc.as_mut_ptr(), lo);
-        _mm256_storeu_pd(acc.as_mut_ptr().add(4), hi);
-    }
-    acc
+    unpack(acc)
 }
 
 /// ⟨a, b⟩ and ⟨a, a⟩ in one pass, each bit-identical to its own [`dot_block`].
