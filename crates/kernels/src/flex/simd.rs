@@ -6,8 +6,10 @@
 //! binary runs everywhere. Only the vector width changes: every lane computes the same IEEE
 //! operations in the same order (Rust never fuses a multiply and an add on its own), so results
 //! are bit-identical with and without AVX2; the kernels' tests compare them with Burn's ops bit
-//! for bit. The f64 inner product of two f32 vectors of 574k values took 0.20 ms on SSE2, as
-//! long as a squared norm of one (the loop, not memory, was the limit).
+//! for bit. The optimizers' elementwise updates use it (a·x + b·y over 574k f32 values: 0.075
+//! ms on SSE2, 0.06 with AVX2). The f32 inner products widen lanes to f64, which the compiler
+//! vectorised with single-lane shuffles even with AVX2 enabled, so `super::reduce` writes those
+//! with intrinsics instead (0.20 → 0.085 ms).
 
 /// Defines `pub(crate) fn $name<T: Real>(args) -> ret` that calls `$plain` (an
 /// `#[inline(always)]` function, so that its loop is compiled into the caller) from a function
