@@ -1,12 +1,10 @@
 //! `train plot` and `train summarize` end to end on real runs: the UCI digits MLP under LossGrad
 //! (two seeds), SGD and per-tensor TLR, and a regression run that diverges.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::{regression_config, stderr, train};
+use crate::common::{regression_config, stderr, train};
 
 fn digits_csv() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/uci_digits/digits.csv")
@@ -236,7 +234,7 @@ fn summarize_prints_one_row_per_experiment_from_the_runs_csvs() {
     assert_eq!(rows.len(), 4, "{text}");
     // The LossGrad row: the mean of the two seeds' last test-free validation losses.
     let last_validation_loss = |name: &str| {
-        let (header, rows) = common::read_csv(&runs.results.join(name).join("epochs.csv"));
+        let (header, rows) = crate::common::read_csv(&runs.results.join(name).join("epochs.csv"));
         let i = header.iter().position(|h| h == "validation_loss").unwrap();
         rows.last().unwrap()[i]
     };

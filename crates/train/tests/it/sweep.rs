@@ -2,13 +2,11 @@
 //! ones, resuming interrupted ones, carrying on past failures, stopping on SIGTERM), `--task`,
 //! the Slurm script, and the repository's LossGrad Table 3 plan.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{regression_config, stderr, train};
+use crate::common::{regression_config, stderr, train};
 use steplab_train::sweep::Plan;
 
 /// Runs `train sweep` with `args` in `cwd` (without the test's fault injection).
@@ -431,7 +429,7 @@ fn sigterm_stops_the_sweep_after_its_run_checkpoints() {
         assert!(started.elapsed().as_secs() < 120, "the run did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    common::send(&child, "TERM");
+    crate::common::send(&child, "TERM");
     let out = child.wait_with_output().unwrap();
     let text = stderr(&out);
     assert_eq!(out.status.code(), Some(143), "{text}");

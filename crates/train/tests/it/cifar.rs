@@ -1,11 +1,9 @@
 //! End to end on CIFAR files in the real binary format, written by the test: the extracted
 //! `cifar-10-batches-bin/` and `cifar-100-binary/` layouts, image batches, augmentation, labels.
 
-mod common;
-
 use std::path::Path;
 
-use common::{read_csv, stderr, train};
+use crate::common::{read_csv, stderr, train};
 
 /// Writes `records` CIFAR records (label bytes, then 3072 pixel bytes: R, G, B planes) whose
 /// pixels follow a fixed pattern and whose labels cycle through `classes`.

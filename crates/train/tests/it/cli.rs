@@ -1,12 +1,10 @@
 //! End-to-end checks of the `train` command against CLI.md: run directory contents, exit codes,
 //! error messages, determinism, and LossGrad's `lr` column against an independent implementation.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{read_csv, regression_config, stderr, train};
+use crate::common::{read_csv, regression_config, stderr, train};
 
 #[test]
 fn a_run_writes_the_files_of_the_contract() {

@@ -2,12 +2,10 @@
 //! `aclImdb/` tree with its 4 × 12,500 reviews and `glove.6B.100d.txt`; every LossGrad Table 5
 //! config trains on them.
 
-mod common;
-
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use common::{read_csv, stderr, train};
+use crate::common::{read_csv, stderr, train};
 
 /// Words of the positive and negative reviews; only some have GloVe vectors.
 const POSITIVE: [&str; 4] = ["great", "wonderful", "loved", "superb"];

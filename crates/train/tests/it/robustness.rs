@@ -2,12 +2,10 @@
 //! one run directory, a reused directory, signals, a full disk, impossible model sizes, data
 //! that disagrees with itself, step sizes that stop being numbers (issue 17).
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{read_csv, regression_config, send, spawn_until_rows, stderr, train};
+use crate::common::{read_csv, regression_config, send, spawn_until_rows, stderr, train};
 
 fn status(run: &Path) -> String {
     std::fs::read_to_string(run.join("status"))

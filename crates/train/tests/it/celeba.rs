@@ -2,11 +2,9 @@
 //! 178×218 JPEGs and `list_eval_partition.txt`; every LossGrad Table 6 config trains one epoch
 //! of the full 39,742,531-parameter WAE-MMD on them and draws its picture grid.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{read_csv, stderr, train};
+use crate::common::{read_csv, stderr, train};
 
 /// Writes `root/celeba/img_align_celeba/00000k.jpg` (smooth colour gradients, one per image)
 /// and the partition file: `train` training, 2 validation and 2 test images.
@@ -202,7 +200,7 @@ fn celeba_keys_and_the_wae_scaling_are_checked_naming_the_key() {
          preprocess = \"wae\"\n[model]\nkind = \"linear\"\n[optimizer]\nkind = \"sgd\"\n",
     )
     .unwrap();
-    common::write_regression_csv(tmp.path(), 10);
+    crate::common::write_regression_csv(tmp.path(), 10);
     std::fs::rename(tmp.path().join("data.csv"), tmp.path().join("x.csv")).unwrap();
     let out = train(
         &["--config", other.to_str().unwrap(), "--dry-run"],
@@ -251,8 +249,8 @@ fn a_wae_run_killed_mid_epoch_resumes_to_the_uninterrupted_runs_files() {
     let read = |run: &Path, file: &str| std::fs::read_to_string(run.join(file)).unwrap();
     assert_eq!(read(&full, "steps.csv"), read(&crashed, "steps.csv"));
     assert_eq!(
-        common::epochs_without_seconds(&full),
-        common::epochs_without_seconds(&crashed)
+        crate::common::epochs_without_seconds(&full),
+        crate::common::epochs_without_seconds(&crashed)
     );
     assert!(read(&full, "epochs.csv").contains("train_reconstruction"));
     for epoch in ["epoch-001.png", "epoch-002.png"] {

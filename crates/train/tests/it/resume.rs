@@ -4,13 +4,13 @@
 //! budgets and stopping rules (`max_seconds`, early stopping, a target) end runs where they say,
 //! resumed or not.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{epochs_without_seconds, send, spawn_until_rows, stderr, train, write_regression_csv};
+use crate::common::{
+    epochs_without_seconds, send, spawn_until_rows, stderr, train, write_regression_csv,
+};
 use safetensors::SafeTensors;
 
 /// A config of a small MLP on a 40-row regression CSV with a validation split: 8 batches of 4
